@@ -1,0 +1,96 @@
+"""Studies as pandas DataFrames, read back from MLflow: the end of the one-way data flow."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+import pandas as pd
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from ganlab.tracking import TAG_KIND, TAG_PARENT, TAG_SEED, TAG_SWEPT, TAG_TRIAL_ID, resolve_tracking_uri
+
+ID_COLUMNS = ["run_id", "parent_run_id", "trial", "trial_id", "status"]
+
+
+def _search_all(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
+    runs: list[Run] = []
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string, max_results=1000, order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _decode(text: str) -> Any:
+    """Params are stored as JSON for non-strings (see tracking._param_text); strings stay as written."""
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return text
+
+
+def study_runs(name: str, tracking_uri: str | None = None) -> list[Run]:
+    """The parent runs of a study, newest first (one per ``ganlab run`` invocation)."""
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
+        raise LookupError(f"no study named {name!r} in {client.tracking_uri}; studies there: {known or 'none'}")
+    return _search_all(client, experiment.experiment_id, f"tags.`{TAG_KIND}` = 'study'", ["attributes.start_time DESC"])
+
+
+def load_study(
+    name: str,
+    tracking_uri: str | None = None,
+    run: Literal["latest", "all"] | str = "latest",
+    params: Literal["swept", "all"] = "swept",
+) -> pd.DataFrame:
+    """One row per trial: identity, swept params (typed, named by their dotted key), seed, and the
+    final value of every diagnostic (MLflow's value at the largest step).
+
+    ``run`` picks which invocation of the study: ``"latest"``, ``"all"`` or a parent run id.
+    ``params="all"`` adds every trial-config key, not only the swept ones.
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    parents = study_runs(name, uri)
+    if run == "latest":
+        parents = parents[:1]
+    elif run != "all":
+        parents = [p for p in parents if p.info.run_id == run]
+        if not parents:
+            raise LookupError(f"study {name!r} has no run with id {run!r}")
+    client = MlflowClient(uri)
+    rows: list[dict[str, Any]] = []
+    swept_keys: list[str] = []
+    for parent in parents:
+        swept = json.loads(parent.data.tags.get(TAG_SWEPT, "[]"))
+        swept_keys += [k for k in swept if k not in swept_keys]
+        children = _search_all(
+            client, parent.info.experiment_id,
+            f"tags.`{TAG_KIND}` = 'trial' and tags.`{TAG_PARENT}` = '{parent.info.run_id}'",
+            ["attributes.start_time ASC"],
+        )
+        for child in children:
+            decoded = {k: _decode(v) for k, v in child.data.params.items()}
+            row: dict[str, Any] = {
+                "run_id": child.info.run_id,
+                "parent_run_id": parent.info.run_id,
+                "trial": child.info.run_name,
+                "trial_id": child.data.tags.get(TAG_TRIAL_ID),
+                "status": child.info.status,
+                "seed": int(child.data.tags.get(TAG_SEED, decoded.get("seed", -1))),
+            }
+            keys = decoded if params == "all" else swept
+            row.update({k: decoded.get(k) for k in keys if k != "seed"})
+            row.update(child.data.metrics)
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=ID_COLUMNS + ["seed"] + [k for k in swept_keys if k != "seed"])
+    first = ID_COLUMNS + [k for k in swept_keys if k != "seed"] + ["seed"]
+    metric_cols = sorted(c for c in df.columns if c not in first)
+    return df[[c for c in first if c in df.columns] + metric_cols].reset_index(drop=True)

@@ -1,0 +1,198 @@
+"""``ganlab`` command line: run, validate, ui.
+
+Input errors exit with code 2 and one paragraph naming the file and key, before Ray starts and before
+anything is written to MLflow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from ganlab.config import ConfigError, StudyConfig, load_study
+
+EXIT_BAD_INPUT = 2
+EXIT_TRIALS_FAILED = 1
+
+SUMMARY_METRICS = {
+    "acc/real": "D acc real",
+    "acc/fake": "D acc fake",
+    "osc/loss_d_std": "D loss std",
+    "osc/loss_d_ptp": "D loss p2p",
+    "eval/modes": "modes",
+    "eval/hq_fraction": "HQ",
+    "eval/reverse_kl": "rev KL",
+}
+
+
+def _fail(message: str) -> int:
+    print(f"ganlab: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _plan(study: StudyConfig) -> str:
+    axes = ", ".join(f"{k} ({a.kind})" for k, a in study.sweep.items()) or "no swept keys"
+    seeds = len(study.seeds) if study.seeds else 1
+    conc = f"at most {study.max_concurrent} at a time" if study.max_concurrent else "as many at a time as CPUs allow"
+    return (
+        f"study '{study.name}': {study.trial_count()} trials ({axes}; {seeds} seed(s); num_samples {study.num_samples}), "
+        f"{conc}, {study.resources.cpu:g} CPU / {study.resources.gpu:g} GPU each, "
+        f"{study.trial.train.steps} generator steps per trial"
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        study = load_study(args.study)
+    except ConfigError as e:
+        return _fail(str(e))
+    print(_plan(study))
+    from ganlab.tuning import search_space_summary
+
+    print(json.dumps(search_space_summary(study), indent=2))
+    return 0
+
+
+def summary_table(df):
+    """The end-of-run table: one row per trial, swept values, seed and the headline diagnostics."""
+    from ganlab.analysis import ID_COLUMNS
+    from ganlab.tuning import short_names
+
+    swept = [c for c in df.columns if c not in ID_COLUMNS and c != "seed" and "/" not in c]
+    table = df[["trial", *swept, "seed", "status"] + [m for m in SUMMARY_METRICS if m in df.columns]]
+    return table.rename(columns={**short_names(swept), **SUMMARY_METRICS})
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        study = load_study(args.study)
+    except ConfigError as e:
+        return _fail(str(e))
+    from ganlab.tracking import TAG_SWEPT, end_run, resolve_tracking_uri, start_study_run
+
+    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
+    except ValueError as e:
+        return _fail(f"Invalid --tracking-uri: {e}.")
+    print(_plan(study), flush=True)
+    print(f"MLflow store: {uri}", flush=True)
+
+    from ganlab.tuning import run_study, search_space_summary
+
+    swept = list(study.sweep) + (["seed"] if study.seeds is not None else [])
+    try:
+        study_run = start_study_run(
+            uri, study.name, Path(args.study), search_space_summary(study), {TAG_SWEPT: json.dumps(swept)}
+        )
+    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's to fix
+        return _fail(
+            f"Cannot open the MLflow store {uri}: {type(e).__name__}: {e}. Check --tracking-uri / "
+            "MLFLOW_TRACKING_URI (a server must be running; a sqlite path's folder must be writable)."
+        )
+    status = "FAILED"
+    try:
+        outcome = run_study(study, study_run, Path(args.storage), num_cpus=args.num_cpus, address=args.address)
+        status = "FINISHED" if outcome.n_errors == 0 else "FAILED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        end_run(uri, study_run.parent_run_id, status)
+
+    from ganlab.analysis import load_study as load_frame
+
+    df = load_frame(study.name, uri, run=study_run.parent_run_id)
+    table = summary_table(df)
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", 500, "display.width", 200, "display.float_format", "{:.3f}".format):
+        print("\n" + table.to_string(index=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "summary.csv"
+        df.to_csv(path, index=False)
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(uri).log_artifact(study_run.parent_run_id, str(path))
+    print(
+        f"\n{len(df)} trial run(s) in MLflow experiment '{study.name}' (parent run {study_run.parent_run_id}); "
+        f"Ray results in {outcome.ray_path}.\nBrowse: ganlab ui{_uri_flag(args.tracking_uri)}   "
+        f"Analyse: python -c \"from ganlab.analysis import load_study; print(load_study('{study.name}'))\""
+    )
+    if len(df) != outcome.n_trials:
+        print(f"ganlab: WARNING: Ray ran {outcome.n_trials} trials but MLflow holds {len(df)} trial runs.", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    if outcome.n_errors:
+        print(f"ganlab: {outcome.n_errors} trial(s) failed; their logs are under {outcome.ray_path}.", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return 0
+
+
+def _uri_flag(uri: str | None) -> str:
+    return f" --tracking-uri {uri}" if uri else ""
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ganlab.tracking import resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
+    except ValueError as e:
+        return _fail(f"Invalid --tracking-uri: {e}.")
+    if uri.startswith("http"):
+        print(f"The study store is a tracking server; its UI is at {uri}")
+        return 0
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        return _fail(f"No MLflow store at {db}. Run a study first (ganlab run STUDY.yaml) or pass --tracking-uri.")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"ganlab: WARNING: binding {args.host}: the MLflow UI has no authentication; anyone who can reach "
+              "this port can read and delete runs.", file=sys.stderr)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ganlab", description="GAN training-stability studies on Ray Tune and MLflow.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run every trial of a study")
+    run.add_argument("study", help="study YAML file, e.g. studies/lr_ratio.yaml")
+    run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    run.add_argument("--storage", default="ganlab_studies", help="folder for Ray Tune's results (default: ./ganlab_studies)")
+    run.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray (default: all)")
+    run.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a study file and print its trial count and search space")
+    val.add_argument("study")
+    val.set_defaults(func=cmd_validate)
+
+    ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")
+    ui.add_argument("--tracking-uri")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Nash-equilibrium diagnostics: pure functions on tensors the training step already has, plus two
+small accumulators. Nothing here runs a forward pass of its own except the sample-quality evaluation,
+which draws its own generated batch at eval steps only.
+
+Reading the numbers: at the equilibrium D(x) = 1/2 everywhere, so D's accuracy is ~50% on real *and*
+on fake samples, the summed D loss is 2 ln 2 and the losses settle. Real and fake accuracy are kept
+apart because their mean can read 50% while D accepts everything (100% real, 0% fake).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import torch
+
+from ganlab.data import GaussianMixture
+
+
+class Collector:
+    """Accumulates scalars reported from anywhere in a step; ``reduce`` averages them per interval.
+
+    Values stay tensors until ``reduce``: no host sync per step, which matters once trials run on GPUs.
+    """
+
+    def __init__(self) -> None:
+        self._sum: dict[str, torch.Tensor] = {}
+        self._count: dict[str, int] = defaultdict(int)
+
+    def report(self, name: str, value: torch.Tensor | float) -> None:
+        value = torch.as_tensor(value, dtype=torch.float64).detach()
+        self._sum[name] = self._sum[name] + value if name in self._sum else value.clone()
+        self._count[name] += 1
+
+    def reduce(self) -> dict[str, float]:
+        out = {name: float(total) / self._count[name] for name, total in self._sum.items()}
+        self._sum.clear()
+        self._count.clear()
+        return out
+
+
+class SlidingWindow:
+    """The last ``size`` values of a per-step series, for oscillation statistics."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._buf = torch.zeros(size, dtype=torch.float64)
+        self._n = 0
+
+    def push(self, value: torch.Tensor | float) -> None:
+        self._buf[self._n % self.size] = torch.as_tensor(value, dtype=torch.float64).detach()
+        self._n += 1
+
+    def values(self) -> torch.Tensor:
+        return self._buf[: min(self._n, self.size)]
+
+
+def oscillation(values: torch.Tensor) -> dict[str, float]:
+    """Population standard deviation and peak-to-peak amplitude of a window (0 for a constant)."""
+    if values.numel() == 0:
+        return {"std": math.nan, "ptp": math.nan}
+    return {
+        "std": float(values.std(unbiased=False)),
+        "ptp": float(values.max() - values.min()),
+    }
+
+
+def d_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fraction of real samples D calls real (logit > 0, i.e. D > 1/2) and of fakes it calls fake."""
+    return (real_logits > 0).double().mean(), (fake_logits < 0).double().mean()
+
+
+def mode_metrics(samples: torch.Tensor, mixture: GaussianMixture, hq_sigmas: float) -> dict[str, float]:
+    """VEEGAN/PacGAN mode statistics.
+
+    A sample is high quality when its distance to the nearest mean, in units of sigma, is at most
+    ``hq_sigmas``; a mode is covered when it is the nearest mode of at least one high-quality sample;
+    reverse KL is KL(p || uniform) = log K - H(p) for the histogram p of high-quality samples over modes
+    (undefined, NaN, when no sample is high quality).
+    """
+    samples = samples.detach().double()
+    means = mixture.means.double()
+    dist = torch.cdist(samples, means)  # (n, K)
+    nearest_dist, nearest = dist.min(dim=1)
+    hq = nearest_dist <= hq_sigmas * mixture.sigma
+    counts = torch.bincount(nearest[hq], minlength=mixture.n_modes).double()
+    n_hq = float(counts.sum())
+    if n_hq > 0:
+        p = counts / n_hq
+        entropy = -float((p[p > 0] * p[p > 0].log()).sum())
+        reverse_kl = math.log(mixture.n_modes) - entropy
+    else:
+        reverse_kl = math.nan
+    return {
+        "modes": float((counts > 0).sum()),
+        "hq_fraction": n_hq / samples.shape[0],
+        "reverse_kl": reverse_kl,
+    }
