@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from ganlab.config import ConfigError, StudyConfig, load_study
@@ -52,9 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     except ConfigError as e:
         return _fail(str(e))
     print(_plan(study))
-    from ganlab.tuning import search_space_summary
-
-    print(json.dumps(search_space_summary(study), indent=2))
+    print(json.dumps(study.search_space(), indent=2))
     return 0
 
 
@@ -82,12 +83,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(_plan(study), flush=True)
     print(f"MLflow store: {uri}", flush=True)
 
-    from ganlab.tuning import run_study, search_space_summary
+    from ganlab.tuning import run_study
 
     swept = list(study.sweep) + (["seed"] if study.seeds is not None else [])
     try:
         study_run = start_study_run(
-            uri, study.name, Path(args.study), search_space_summary(study), {TAG_SWEPT: json.dumps(swept)}
+            uri, study.name, Path(args.study), study.search_space(), {TAG_SWEPT: json.dumps(swept)}
         )
     except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's to fix
         return _fail(
@@ -159,10 +160,39 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    return _serve(cmd)
+
+
+def _serve(cmd: list[str]) -> int:
+    """Run a server in its own process group and take the whole group down with us.
+
+    ``mlflow server`` starts uvicorn and job-runner processes that outlive a plain SIGTERM to it.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
     try:
-        return subprocess.call(cmd)
+        return proc.wait()
     except KeyboardInterrupt:
         return 0
+    finally:
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+                time.sleep(0.5)  # let the group's other members exit too
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything the group leader left behind
+        except ProcessLookupError:
+            pass
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -214,6 +214,16 @@ class StudyConfig(_Strict):
     def has_random_axes(self) -> bool:
         return any(a.kind in ("choice", "uniform", "loguniform") for a in self.sweep.values())
 
+    def search_space(self) -> dict[str, Any]:
+        """The search space as flat, JSON-able entries (the parent run's MLflow params)."""
+        out: dict[str, Any] = {f"sweep.{k}": a.model_dump(exclude_none=True) for k, a in self.sweep.items()}
+        out["seeds"] = self.seeds if self.seeds is not None else [self.trial.seed]
+        out["num_samples"] = self.num_samples
+        out["trial_count"] = self.trial_count()
+        out["resources"] = self.resources.model_dump()
+        out["max_concurrent"] = self.max_concurrent
+        return out
+
     def trial_count(self) -> int:
         grid = math.prod(len(a.grid) for a in self.sweep.values() if a.grid is not None)
         return grid * len(self.seeds or [None]) * self.num_samples

@@ -51,16 +51,6 @@ def param_space(study: StudyConfig) -> dict[str, Any]:
     return {"overrides": overrides}
 
 
-def search_space_summary(study: StudyConfig) -> dict[str, Any]:
-    """The search space as MLflow params of the parent run (``sweep.optim.lr_ratio`` -> its spec)."""
-    out: dict[str, Any] = {f"sweep.{k}": a.model_dump(exclude_none=True) for k, a in study.sweep.items()}
-    out["seeds"] = study.seeds if study.seeds is not None else [study.trial.seed]
-    out["num_samples"] = study.num_samples
-    out["trial_count"] = study.trial_count()
-    out["resources"] = study.resources.model_dump()
-    return out
-
-
 @dataclass(frozen=True)
 class TrialContext:
     """Constants every trial needs, shipped once through Ray's object store."""

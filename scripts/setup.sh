@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Sets up ./.venv with ganlab and its stack (torch, Ray Tune, MLflow, Optuna, pandas). Safe to re-run:
+# what is already installed is kept. Set PYTHON to choose the interpreter (3.11 or newer).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+TORCH_VERSION="${GANLAB_TORCH_VERSION:-2.13.0}"
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+PIP=(.venv/bin/python -m pip install --disable-pip-version-check -q)
+
+# torch first: a bare 'torch' requirement pulls a multi-GB CUDA build even on a machine without a GPU.
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+    echo "[setup] NVIDIA GPU found: installing torch $TORCH_VERSION with CUDA"
+    PIP_FIND_LINKS="" "${PIP[@]}" "torch==$TORCH_VERSION"
+  else
+    echo "[setup] no GPU: installing the CPU build of torch $TORCH_VERSION"
+    "${PIP[@]}" "torch==$TORCH_VERSION" --extra-index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+
+echo "[setup] installing ganlab and pinned dependencies (requirements/constraints.txt)"
+"${PIP[@]}" -e ".[dev]" -c requirements/constraints.txt
+
+.venv/bin/python - <<'PY'
+import torch, ray, mlflow, optuna, pandas
+gpu = "CUDA " + torch.version.cuda if torch.version.cuda else "CPU build"
+print(f"[setup] ready: torch {torch.__version__} ({gpu}), ray {ray.__version__}, mlflow {mlflow.__version__}, "
+      f"optuna {optuna.__version__}, pandas {pandas.__version__}")
+PY

@@ -1,0 +1,157 @@
+"""End to end through the real `ganlab run` command: local Ray (2 CPUs), real torch training, a fresh
+MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ganlab.analysis import load_study
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+GANLAB = str(Path(sys.executable).parent / "ganlab")
+RATIOS, SEEDS, STEPS, LOG_EVERY, EVAL_EVERY = [1.0, 4.0], [0, 1], 60, 10, 30
+STUDY = textwrap.dedent(
+    f"""
+    name: tiny
+    description: integration test
+    trial:
+      data: {{name: ring8, batch_size: 32}}
+      model: {{width: 16, depth: 1}}
+      optim: {{lr_g: 1.0e-3}}
+      train: {{steps: {STEPS}, eval_every: {EVAL_EVERY}, log_every: {LOG_EVERY}, eval_samples: 200}}
+    sweep:
+      optim.lr_ratio: {{grid: {RATIOS}}}
+    seeds: {SEEDS}
+    resources: {{cpu: 1}}
+    max_concurrent: 2
+    """
+)
+N = len(RATIOS) * len(SEEDS)
+
+
+def ganlab_run(workdir: Path, study: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [GANLAB, "run", str(study), "--num-cpus", "2"], cwd=workdir, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("study")
+    study = workdir / "tiny.yaml"
+    study.write_text(STUDY)
+    proc = ganlab_run(workdir, study)
+    return workdir, study, proc
+
+
+@pytest.fixture(scope="module")
+def uri(study_dir):
+    return f"sqlite:///{study_dir[0] / 'mlflow.db'}"
+
+
+def test_progress_and_summary_printed(study_dir):
+    out = study_dir[2].stdout
+    assert "study 'tiny': 4 trials" in out
+    assert out.count("step     60/60") == N  # one progress line per trial's final eval
+    summary = out[out.index("D acc real  D acc fake"):].splitlines()
+    assert len([l for l in summary[1:] if "FINISHED" in l]) == N
+
+
+def test_one_parent_and_n_children(uri, study_dir):
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("ganlab.kind") == "study"]
+    children = [r for r in runs if r.data.tags.get("ganlab.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == N
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"tiny.yaml", "summary.csv"}
+    assert json.loads(parent.data.params["sweep.optim.lr_ratio"]) == {"grid": RATIOS}
+    combos = set()
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        p = child.data.params
+        assert p["train.steps"] == str(STEPS) and p["data.name"] == "ring8" and p["model.width"] == "16"
+        combos.add((float(p["optim.lr_ratio"]), int(p["seed"])))
+        assert child.data.tags["ganlab.seed"] == p["seed"]
+        history = client.get_metric_history(child.info.run_id, "acc/real")
+        assert sorted(m.step for m in history) == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+        evals = client.get_metric_history(child.info.run_id, "eval/modes")
+        assert sorted(m.step for m in evals) == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+    assert combos == {(r, s) for r in RATIOS for s in SEEDS}
+
+
+def test_store_and_results_live_in_the_working_directory(study_dir):
+    workdir = study_dir[0]
+    assert (workdir / "mlflow.db").is_file() and (workdir / "mlartifacts").is_dir()
+    assert (workdir / "ganlab_studies").is_dir()
+    assert not (workdir / "mlruns").exists()
+
+
+def test_load_study_one_row_per_trial(uri):
+    df = load_study("tiny", tracking_uri=uri)
+    assert len(df) == N
+    assert sorted(df["optim.lr_ratio"].unique()) == RATIOS
+    assert sorted(df["seed"].unique()) == SEEDS
+    assert (df["status"] == "FINISHED").all()
+    for col in ("acc/real", "acc/fake", "osc/loss_d_std", "eval/modes", "eval/hq_fraction"):
+        assert df[col].between(0, 8).all(), col
+    assert df["progress/g_steps"].eq(STEPS).all()
+
+
+def test_second_run_is_a_second_parent(uri, study_dir):
+    workdir, study, _ = study_dir
+    ganlab_run(workdir, study)
+    latest = load_study("tiny", tracking_uri=uri)
+    everything = load_study("tiny", tracking_uri=uri, run="all")
+    assert len(latest) == N and len(everything) == 2 * N
+    assert latest["parent_run_id"].nunique() == 1 and everything["parent_run_id"].nunique() == 2
+    with pytest.raises(LookupError, match="no study named 'nope'"):
+        load_study("nope", tracking_uri=uri)
+
+
+def test_ui_serves_the_store_on_loopback(uri, study_dir):
+    port = free_port()
+    log = study_dir[0] / "ui.log"
+    proc = subprocess.Popen(
+        [GANLAB, "ui", "--tracking-uri", uri, "--port", str(port)],
+        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 90
+        body = None
+        while time.time() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=tiny", timeout=5) as r:
+                    body = json.load(r)
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.5)
+        assert body is not None, "UI did not come up within 90 s"
+        assert body["experiment"]["name"] == "tiny"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.status == 200 and "<html" in r.read(2000).decode().lower()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert f"MLflow UI for {uri} at http://127.0.0.1:{port}" in log.read_text()
+    # The server's whole process group went down with `ganlab ui`: the port is free again.
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server outlived `ganlab ui`"
