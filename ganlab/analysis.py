@@ -72,7 +72,6 @@ def load_study(
         children = _search_all(
             client, parent.info.experiment_id,
             f"tags.`{TAG_KIND}` = 'trial' and tags.`{TAG_PARENT}` = '{parent.info.run_id}'",
-            ["attributes.start_time ASC"],
         )
         for child in children:
             decoded = {k: _decode(v) for k, v in child.data.params.items()}
@@ -93,4 +92,6 @@ def load_study(
         return pd.DataFrame(columns=ID_COLUMNS + ["seed"] + [k for k in swept_keys if k != "seed"])
     first = ID_COLUMNS + [k for k in swept_keys if k != "seed"] + ["seed"]
     metric_cols = sorted(c for c in df.columns if c not in first)
+    order = {p.info.run_id: i for i, p in enumerate(parents)}
+    df = df.assign(_parent=df["parent_run_id"].map(order)).sort_values(["_parent", "trial_id"], kind="stable")
     return df[[c for c in first if c in df.columns] + metric_cols].reset_index(drop=True)

@@ -112,7 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     with pd.option_context("display.max_rows", 500, "display.width", 200, "display.float_format", "{:.3f}".format):
-        print("\n" + table.to_string(index=False))
+        width = int(table["trial"].str.len().max())
+        print("\n" + table.to_string(index=False, formatters={"trial": lambda t: t.ljust(width)}))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "summary.csv"
         df.to_csv(path, index=False)
