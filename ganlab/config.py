@@ -350,8 +350,11 @@ def load_study(path: str | Path) -> StudyConfig:
             raise ConfigError(path, key, "seeds are already set by the top-level 'seeds' list; use one of them.")
         if axis.kind in ("uniform", "loguniform"):
             current = _get_dotted(study.trial, dotted)
-            if not isinstance(current, (int, float)) or isinstance(current, bool):
-                raise ConfigError(path, key, f"{axis.kind} draws numbers, but 'trial.{dotted}' is not numeric.")
+            if not isinstance(current, float):
+                kind = "an integer" if isinstance(current, int) and not isinstance(current, bool) else "not a number"
+                raise ConfigError(
+                    path, key, f"{axis.kind} draws real numbers, but 'trial.{dotted}' is {kind}; use grid or choice."
+                )
         for value in axis.probe_values():
             try:
                 apply_overrides(raw.get("trial", {}), {dotted: value})

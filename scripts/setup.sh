@@ -20,7 +20,16 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     PIP_FIND_LINKS="" "${PIP[@]}" "torch==$TORCH_VERSION"
   else
     echo "[setup] no GPU: installing the CPU build of torch $TORCH_VERSION"
-    "${PIP[@]}" "torch==$TORCH_VERSION" --extra-index-url https://download.pytorch.org/whl/cpu
+    CPU_INDEX=https://download.pytorch.org/whl/cpu
+    if .venv/bin/python -c "import urllib.request as u; u.urlopen('$CPU_INDEX/torch/', timeout=5)" 2>/dev/null; then
+      "${PIP[@]}" "torch==$TORCH_VERSION" --extra-index-url "$CPU_INDEX"
+    else
+      # No route to PyTorch's index (a registry-only network): take the CPU wheel the machine provides.
+      "${PIP[@]}" "torch==$TORCH_VERSION"
+    fi
+    if .venv/bin/python -c "import torch, sys; sys.exit(torch.version.cuda is None)"; then
+      echo "[setup] WARNING: the torch installed is a CUDA build; set GANLAB_TORCH_VERSION or install a CPU wheel by hand." >&2
+    fi
   fi
 fi
 

@@ -102,7 +102,9 @@ def test_sweep_axis_shape(tmp_path):
     err = error_of(write(tmp_path, BASE + "sweep:\n  optim.lr_g: {loguniform: [0, 1]}\n"))
     assert "low > 0" in err.message
     err = error_of(write(tmp_path, BASE + "sweep:\n  loss.name: {uniform: [0, 1]}\n"))
-    assert "not numeric" in err.message
+    assert "not a number" in err.message
+    err = error_of(write(tmp_path, BASE + "sweep:\n  model.width: {uniform: [8, 64]}\n"))
+    assert "integer" in err.message and err.key == "sweep.model.width"
 
 
 def test_seed_twice_rejected(tmp_path):
