@@ -65,62 +65,223 @@ class Grid25Config(_Strict):
     sigma: float = Field(0.05, gt=0, description="standard deviation of each mode, per dimension")
 
 
-DataConfig = Annotated[Union[Ring8Config, Grid25Config], Field(discriminator="name")]
+class DiracDataConfig(_Strict):
+    """Real data is a point mass at 0 in one dimension (the Dirac-GAN of Mescheder et al. 2018)."""
 
-# Fields holding a discriminated union: pydantic puts the tag into error locations, we drop it.
-_DISCRIMINATED_FIELDS = {"data"}
-
-
-# --- models, losses, optimisation ------------------------------------------------------------------
+    name: Literal["dirac"] = "dirac"
+    batch_size: int = Field(1, gt=0, description="every sample is 0: any batch gives the exact gradient")
 
 
-class ModelConfig(_Strict):
+class DigitsConfig(_Strict):
+    """scikit-learn's 8x8 digits (1797 images, ships with the package), scaled to [-1, 1], shape (1, 8, 8)."""
+
+    name: Literal["digits"] = "digits"
+    batch_size: int = Field(64, gt=0)
+
+
+class StackedDigitsConfig(_Strict):
+    """Three independent digits stacked as channels, shape (3, 8, 8): 1000 modes, an offline Stacked-MNIST."""
+
+    name: Literal["stacked_digits"] = "stacked_digits"
+    batch_size: int = Field(64, gt=0)
+
+
+class NpzConfig(_Strict):
+    """A user's own array: points (N, d) or NCHW images (N, C, H, W), floating point, in an ``.npz`` file."""
+
+    name: Literal["npz"] = "npz"
+    batch_size: int = Field(64, gt=0)
+    path: str = Field(description="the .npz file; a relative path is resolved against the current directory")
+    key: str = Field("x", description="the array's name inside the file")
+
+    @model_validator(mode="after")
+    def _check_file(self) -> "NpzConfig":
+        import numpy as np
+
+        path = Path(self.path).expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"@path: no file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                files = list(archive.files)
+                arr = archive[self.key] if self.key in files else None
+        except (OSError, ValueError, EOFError) as e:
+            raise ValueError(f"@path: {path} is not a readable .npz file ({e})") from None
+        if arr is None:
+            raise ValueError(f"@key: {path} has no array '{self.key}' (it has: {', '.join(files) or 'none'})")
+        if arr.ndim not in (2, 4) or arr.shape[0] < 2 or 0 in arr.shape:
+            raise ValueError(f"@key: array '{self.key}' has shape {arr.shape}; expected (N, d) points or (N, C, H, W) images")
+        if not np.issubdtype(arr.dtype, np.floating):
+            raise ValueError(
+                f"@key: array '{self.key}' has dtype {arr.dtype}; expected floating point (scale images to [-1, 1] first)"
+            )
+        if not np.isfinite(arr).all():
+            raise ValueError(f"@key: array '{self.key}' holds NaN or infinite values")
+        object.__setattr__(self, "path", str(path))  # absolute: trials run in other working directories
+        return self
+
+
+DataConfig = Annotated[
+    Union[Ring8Config, Grid25Config, DiracDataConfig, DigitsConfig, StackedDigitsConfig, NpzConfig],
+    Field(discriminator="name"),
+]
+IMAGE_DATA = ("digits", "stacked_digits")
+
+
+# --- models ------------------------------------------------------------------------------------------
+
+
+class MlpConfig(_Strict):
     name: Literal["mlp"] = "mlp"
     width: int = Field(128, gt=0, description="units per hidden layer, G and D alike")
     depth: int = Field(3, gt=0, description="hidden layers, G and D alike")
     latent_dim: int = Field(2, gt=0, description="dimension of z ~ N(0, I)")
+    activation: Literal["relu", "leaky_relu", "elu", "tanh"] = "relu"
+    norm: Literal["none", "batch", "layer"] = Field("none", description="normalisation in G's hidden layers")
+    norm_d: Literal["none", "layer"] = Field(
+        "none", description="normalisation in D's hidden layers (no batch norm: D sees real and fake batches apart)"
+    )
+
+
+class DcganConfig(_Strict):
+    """DCGAN-style convolutional G and D for square images whose side is a power of two (>= 4)."""
+
+    name: Literal["dcgan"] = "dcgan"
+    latent_dim: int = Field(32, gt=0)
+    channels: int = Field(32, gt=0, description="channel multiplier: the widest layer has channels * H/4 maps")
+
+
+class DiracModelConfig(_Strict):
+    """G is a point mass at theta; D(x) = psi * x (Mescheder et al. 2018). Needs ``data: {name: dirac}``."""
+
+    name: Literal["dirac"] = "dirac"
+    theta0: float = Field(1.0, description="initial generator position")
+    psi0: float = Field(1.0, description="initial discriminator slope")
+    latent_dim: int = Field(1, gt=0, description="ignored by G; kept so every model has a latent size")
+
+
+ModelConfig = Annotated[Union[MlpConfig, DcganConfig, DiracModelConfig], Field(discriminator="name")]
+
+
+# --- losses and regularizers --------------------------------------------------------------------------
 
 
 class LossConfig(_Strict):
-    """``minimax``: G minimises log(1 - D(G(z))) (saturating); ``non_saturating``: G maximises log D(G(z))."""
+    """``minimax`` (saturating) and ``non_saturating``: Goodfellow et al. 2014; ``hinge``; ``least_squares``
+    (LSGAN, targets real 1 / fake 0). All work on D's raw output."""
 
-    name: Literal["minimax", "non_saturating"] = "non_saturating"
+    name: Literal["minimax", "non_saturating", "hinge", "least_squares"] = "non_saturating"
 
 
-class OptimConfig(_Strict):
-    """Adam for both players; D's learning rate is ``lr_ratio * lr_g`` so the ratio is the swept axis."""
+class WganConfig(_Strict):
+    """Wasserstein loss with D's weights clipped to [-clip, clip] after every D update (Arjovsky et al. 2017)."""
 
-    name: Literal["adam"] = "adam"
+    name: Literal["wgan"] = "wgan"
+    clip: float = Field(0.01, gt=0)
+
+
+class WganGpConfig(_Strict):
+    """Wasserstein loss plus weight * E(||grad D(x_hat)|| - center)^2 on real/fake interpolates (Gulrajani et al. 2017)."""
+
+    name: Literal["wgan_gp"] = "wgan_gp"
+    gp_weight: float = Field(10.0, ge=0)
+    gp_center: float = Field(1.0, ge=0)
+
+
+Loss = Annotated[Union[LossConfig, WganConfig, WganGpConfig], Field(discriminator="name")]
+
+
+class RegularizerConfig(_Strict):
+    """Penalties and noise on D. Convention for R1/R2 (Mescheder et al. 2018): ``gamma/2 * E||grad_x D(x)||^2``.
+    GAN_stability's code drops the 1/2, so its ``reg_param: 10`` is ``r1: 20`` here."""
+
+    r1: float = Field(0.0, ge=0, description="gamma of the zero-centred penalty on real samples (0: off)")
+    r2: float = Field(0.0, ge=0, description="gamma of the zero-centred penalty on generated samples (0: off)")
+    instance_noise: float = Field(0.0, ge=0, description="sigma of Gaussian noise added to D's inputs (0: off)")
+    instance_noise_anneal: int = Field(
+        0, ge=0, description="iterations over which the noise decays linearly to 0 (0: constant)"
+    )
+    spectral_norm: Literal["none", "d", "both"] = Field("none", description="spectral normalisation of D, or D and G")
+
+
+# --- optimisation and schedule --------------------------------------------------------------------------
+
+
+def _check_betas(v: tuple[float, float] | None) -> tuple[float, float] | None:
+    if v is not None and not all(0.0 <= b < 1.0 for b in v):
+        raise ValueError("each beta must lie in [0, 1)")
+    return v
+
+
+class _OptimBase(_Strict):
     lr_g: float = Field(1e-4, gt=0)
-    lr_ratio: float = Field(1.0, gt=0, description="lr_d / lr_g")
-    betas: tuple[float, float] = (0.5, 0.999)
-
-    @field_validator("betas")
-    @classmethod
-    def _betas_in_range(cls, v: tuple[float, float]) -> tuple[float, float]:
-        if not all(0.0 <= b < 1.0 for b in v):
-            raise ValueError(f"each beta must lie in [0, 1), got {list(v)}")
-        return v
+    lr_ratio: float = Field(1.0, gt=0, description="lr_d / lr_g: D's learning rate is lr_ratio * lr_g")
+    g_ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of G's weights, "
+                         "used for evaluation (0: off; 0.999 is common)")
 
     @property
     def lr_d(self) -> float:
         return self.lr_g * self.lr_ratio
 
 
+class AdamConfig(_OptimBase):
+    name: Literal["adam"] = "adam"
+    betas: tuple[float, float] = Field((0.5, 0.999), description="G's betas, and D's unless betas_d is set")
+    betas_d: tuple[float, float] | None = None
+
+    _betas = field_validator("betas", "betas_d")(classmethod(lambda cls, v: _check_betas(v)))
+
+
+class SgdConfig(_OptimBase):
+    """Plain SGD with momentum 0 is the update the Dirac-GAN theory analyses."""
+
+    name: Literal["sgd"] = "sgd"
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class RmspropConfig(_OptimBase):
+    name: Literal["rmsprop"] = "rmsprop"
+    alpha: float = Field(0.99, gt=0, lt=1)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+OptimConfig = Annotated[Union[AdamConfig, SgdConfig, RmspropConfig], Field(discriminator="name")]
+
+# Fields holding a discriminated union: pydantic puts the tag into error locations, we drop it.
+_DEFAULT_NAMES = {"data": "ring8", "model": "mlp", "loss": "non_saturating", "optim": "adam"}
+_DISCRIMINATED_FIELDS = set(_DEFAULT_NAMES)
+
+
 class ScheduleConfig(_Strict):
-    d_steps: int = Field(1, gt=0, description="discriminator updates per generator update")
+    """One training iteration = ``d_steps`` D updates and ``g_steps`` G updates.
+
+    ``alternating``: one player updates, then the other sees the result (``order`` says who goes first).
+    ``simultaneous``: both gradients are taken at the same point, then both players update (one step each).
+    """
+
+    d_steps: int = Field(1, gt=0, description="discriminator updates per iteration")
+    g_steps: int = Field(1, gt=0, description="generator updates per iteration")
+    mode: Literal["alternating", "simultaneous"] = "alternating"
+    order: Literal["d_first", "g_first"] = "d_first"
+
+    @model_validator(mode="after")
+    def _simultaneous_is_one_step_each(self) -> "ScheduleConfig":
+        if self.mode == "simultaneous" and (self.d_steps, self.g_steps) != (1, 1):
+            raise ValueError("@mode: simultaneous updates take one step per player: set d_steps and g_steps to 1")
+        return self
 
 
 class TrainConfig(_Strict):
-    steps: int = Field(3000, gt=0, description="generator updates")
-    log_every: int = Field(10, gt=0, description="generator steps between logged diagnostics")
-    eval_every: int = Field(250, gt=0, description="generator steps between sample-quality evaluations")
-    eval_samples: int = Field(2500, gt=0, description="generated points per evaluation (VEEGAN/PacGAN: 2500)")
+    steps: int = Field(3000, gt=0, description="training iterations (the x-axis of every metric)")
+    log_every: int = Field(10, gt=0, description="iterations between logged diagnostics")
+    eval_every: int = Field(250, gt=0, description="iterations between sample-quality evaluations")
+    eval_samples: int = Field(2500, gt=0, description="generated samples per evaluation (VEEGAN/PacGAN: 2500)")
+    checkpoint_every: int = Field(0, ge=0, description="iterations between checkpoints (0: only where a caller asks)")
 
 
 class DiagnosticsConfig(_Strict):
     window: int = Field(
-        200, gt=1, description="generator steps in the sliding window of the loss-oscillation statistics"
+        200, gt=1, description="iterations in the sliding window of the loss-oscillation statistics"
     )
     hq_sigmas: float = Field(
         3.0, gt=0, description="a sample is high quality within this many sigmas of its nearest mode (VEEGAN: 3)"
@@ -131,13 +292,36 @@ class TrialConfig(_Strict):
     """One training run, fully specified. The ``trial:`` block of a study file and ``ganlab train`` use it."""
 
     seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when one is visible, else CPU")
     data: DataConfig = Field(default_factory=Ring8Config)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    loss: LossConfig = Field(default_factory=LossConfig)
-    optim: OptimConfig = Field(default_factory=OptimConfig)
+    model: ModelConfig = Field(default_factory=MlpConfig)
+    loss: Loss = Field(default_factory=LossConfig)
+    regularizer: RegularizerConfig = Field(default_factory=RegularizerConfig)
+    optim: OptimConfig = Field(default_factory=AdamConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_names(cls, raw: Any) -> Any:
+        """``optim: {lr_g: 1e-3}`` means the default optimiser: fill in the union's tag when it is left out."""
+        if isinstance(raw, dict):
+            raw = dict(raw)
+            for key, name in _DEFAULT_NAMES.items():
+                if isinstance(raw.get(key), dict) and "name" not in raw[key]:
+                    raw[key] = {"name": name, **raw[key]}
+        return raw
+
+    @model_validator(mode="after")
+    def _model_fits_data(self) -> "TrialConfig":
+        if (self.model.name == "dirac") != (self.data.name == "dirac"):
+            raise ValueError("@model.name: the Dirac-GAN needs both model: {name: dirac} and data: {name: dirac}")
+        if self.model.name == "dcgan" and self.data.name not in IMAGE_DATA + ("npz",):
+            raise ValueError(
+                f"@model.name: 'dcgan' needs image data (digits, stacked_digits or npz images), not '{self.data.name}'"
+            )
+        return self
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, as logged to MLflow params (``optim.lr_ratio`` -> 0.5)."""
@@ -145,6 +329,12 @@ class TrialConfig(_Strict):
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+    def trajectory_digest(self) -> str:
+        """Digest of everything that shapes the training trajectory; ``train`` (length, cadences) and
+        ``diagnostics`` may change on resume, nothing else may."""
+        d = self.model_dump(mode="json", exclude={"train", "diagnostics", "device"})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # --- studies ---------------------------------------------------------------------------------------
@@ -282,6 +472,13 @@ def _format_validation_error(err: ValidationError, prefix: str = "") -> tuple[st
             continue  # the union's tag ("ring8"), not a key the user wrote
         loc.append(str(part))
     key = ".".join(([prefix] if prefix else []) + loc)
+    cross_field = re.match(r"^Value error, @([\w.]+): (.*)$", first["msg"])
+    if cross_field:  # a validator over several keys names the one to change as "@key: message"
+        loc.append(cross_field.group(1))
+        key = ".".join(([prefix] if prefix else []) + loc)
+        first = {**first, "msg": cross_field.group(2), "input": {}}
+    elif first["msg"].startswith("Value error, "):
+        first = {**first, "msg": first["msg"][len("Value error, "):]}
     if first["type"] == "extra_forbidden":
         msg = "unknown key (misspelt, or not valid in this section)."
     else:

@@ -92,8 +92,8 @@ def test_sweep_of_missing_key(tmp_path):
 def test_sweep_value_invalid_for_key(tmp_path):
     err = error_of(write(tmp_path, BASE + "sweep:\n  optim.lr_ratio: {grid: [1, -2]}\n"))
     assert err.key == "sweep.optim.lr_ratio" and "-2" in err.message
-    err = error_of(write(tmp_path, BASE + "sweep:\n  loss.name: {choice: [minimax, wgan]}\n"))
-    assert err.key == "sweep.loss.name" and "wgan" in err.message
+    err = error_of(write(tmp_path, BASE + "sweep:\n  loss.name: {choice: [minimax, wgann]}\n"))
+    assert err.key == "sweep.loss.name" and "wgann" in err.message
 
 
 def test_sweep_axis_shape(tmp_path):
