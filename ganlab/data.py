@@ -1,22 +1,36 @@
 """Data sets a GAN is trained on. Samples are drawn fresh each step from a seeded ``torch.Generator``,
-so a trial's data stream depends only on its seed, never on global RNG state or on other trials."""
+so a trial's data stream depends only on its seed, never on global RNG state or on other trials.
+
+Every data set has ``shape`` (one sample's shape), ``kind`` ("points" or "images") and
+``sample(n, generator)``. Mixtures also know their modes, so coverage is measurable.
+"""
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ganlab.config import Grid25Config, Ring8Config
+from ganlab.config import (
+    DigitsConfig,
+    DiracDataConfig,
+    Grid25Config,
+    NpzConfig,
+    Ring8Config,
+    StackedDigitsConfig,
+)
 
 
 @dataclass(frozen=True)
 class GaussianMixture:
-    """Equal-weight isotropic Gaussian mixture: the mode structure is known, so coverage is measurable."""
+    """Equal-weight isotropic Gaussian mixture."""
 
     means: torch.Tensor  # (K, d)
     sigma: float
+    kind = "points"
 
     @property
     def n_modes(self) -> int:
@@ -25,6 +39,10 @@ class GaussianMixture:
     @property
     def dim(self) -> int:
         return self.means.shape[1]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.dim,)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         idx = torch.randint(self.n_modes, (n,), generator=generator)
@@ -45,9 +63,86 @@ def grid(per_side: int, spacing: float, sigma: float) -> GaussianMixture:
     return GaussianMixture(torch.stack([xs.flatten(), ys.flatten()], dim=1), sigma)
 
 
-def make_dataset(cfg: Ring8Config | Grid25Config) -> GaussianMixture:
+class PointMass:
+    """Real data of the Dirac-GAN: every sample is 0 on the real line."""
+
+    kind = "points"
+    shape = (1,)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.zeros(n, 1)
+
+
+class EmpiricalPoints:
+    """A finite set of points, sampled with replacement."""
+
+    kind = "points"
+
+    def __init__(self, points: torch.Tensor):
+        self.points = points
+        self.shape = tuple(points.shape[1:])
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.points[torch.randint(self.points.shape[0], (n,), generator=generator)]
+
+
+class ImageDataset:
+    """Images (N, C, H, W) in [-1, 1], sampled with replacement; labels kept for mode counting."""
+
+    kind = "images"
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        self.images, self.labels = images, labels
+        self.shape = tuple(images.shape[1:])
+
+    def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(self.images.shape[0], (n,), generator=generator)
+        return self.images[idx], None if self.labels is None else self.labels[idx]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_with_labels(n, generator)[0]
+
+
+class StackedDigits(ImageDataset):
+    """Three independent digits as the channels of one image: 10^3 = 1000 modes (offline Stacked-MNIST)."""
+
+    def __init__(self, digits: ImageDataset):
+        super().__init__(digits.images, digits.labels)
+        self.shape = (3,) + tuple(digits.images.shape[2:])
+
+    def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(self.images.shape[0], (n, 3), generator=generator)
+        images = self.images[idx].squeeze(2)  # (n, 3, 1, H, W) -> (n, 3, H, W)
+        return images, self.labels[idx]
+
+
+@functools.lru_cache(maxsize=1)
+def load_digits() -> ImageDataset:
+    """scikit-learn's 1797 8x8 digits (values 0..16) scaled to [-1, 1]; loaded once per process."""
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    bunch = sk_load_digits()
+    images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16 * 2 - 1
+    return ImageDataset(images, torch.tensor(bunch.target, dtype=torch.long))
+
+
+def load_npz(path: str, key: str) -> EmpiricalPoints | ImageDataset:
+    with np.load(path, allow_pickle=False) as archive:
+        arr = torch.from_numpy(np.asarray(archive[key], dtype=np.float32))
+    return ImageDataset(arr) if arr.dim() == 4 else EmpiricalPoints(arr)
+
+
+def make_dataset(cfg):
     if isinstance(cfg, Ring8Config):
         return ring(8, cfg.radius, cfg.sigma)
     if isinstance(cfg, Grid25Config):
         return grid(5, cfg.spacing, cfg.sigma)
+    if isinstance(cfg, DiracDataConfig):
+        return PointMass()
+    if isinstance(cfg, DigitsConfig):
+        return load_digits()
+    if isinstance(cfg, StackedDigitsConfig):
+        return StackedDigits(load_digits())
+    if isinstance(cfg, NpzConfig):
+        return load_npz(cfg.path, cfg.key)
     raise TypeError(f"no data set for {type(cfg).__name__}")

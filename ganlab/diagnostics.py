@@ -32,6 +32,14 @@ class Collector:
         self._sum[name] = self._sum[name] + value if name in self._sum else value.clone()
         self._count[name] += 1
 
+    def state_dict(self) -> dict:
+        """A partly filled interval survives a checkpoint, so resumed metrics match the uninterrupted run."""
+        return {"sum": {k: v.clone() for k, v in self._sum.items()}, "count": dict(self._count)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._sum = {k: v.clone() for k, v in state["sum"].items()}
+        self._count = defaultdict(int, state["count"])
+
     def reduce(self) -> dict[str, float]:
         out = {name: float(total) / self._count[name] for name, total in self._sum.items()}
         self._sum.clear()
@@ -50,6 +58,13 @@ class SlidingWindow:
     def push(self, value: torch.Tensor | float) -> None:
         self._buf[self._n % self.size] = torch.as_tensor(value, dtype=torch.float64).detach()
         self._n += 1
+
+    def state_dict(self) -> dict:
+        return {"buf": self._buf.clone(), "n": self._n}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._buf = state["buf"].clone()
+        self._n = state["n"]
 
     def values(self) -> torch.Tensor:
         return self._buf[: min(self._n, self.size)]

@@ -1,9 +1,15 @@
-"""GAN losses on D's logits (Goodfellow et al. 2014). Written with ``softplus`` so they stay finite
-where ``log(sigmoid(.))`` would underflow: log D(x) = -softplus(-l), log(1 - D(x)) = -softplus(l).
+"""GAN losses on D's raw output (logit or critic value). Saturating forms are written with ``softplus``
+so they stay finite where ``log(sigmoid(.))`` underflows: log D(x) = -softplus(-l), log(1 - D(x)) = -softplus(l).
 
-Both losses share D's objective (maximise log D(x) + log(1 - D(G(z)))) and differ only in G's:
-``minimax`` minimises log(1 - D(G(z))), which saturates when D rejects fakes confidently;
-``non_saturating`` minimises -log D(G(z)), with the same fixed points but strong early gradients.
+All losses here follow one sign convention: a larger D output means "more real". Each pair (D loss,
+G loss) is minimised by its player.
+- ``minimax``, ``non_saturating`` (Goodfellow et al. 2014): same D loss (summed BCE); G minimises
+  log(1 - D(G(z))) (saturates when D rejects fakes confidently) or -log D(G(z)) (same fixed points, strong
+  early gradients).
+- ``wgan``, ``wgan_gp`` (Arjovsky et al. 2017; Gulrajani et al. 2017): D maximises E D(x) - E D(G(z)).
+- ``hinge`` (Lim & Ye 2017; Miyato et al. 2018): D: E relu(1 - D(x)) + E relu(1 + D(G(z))); G: -E D(G(z)).
+- ``least_squares`` (LSGAN, Mao et al. 2017, a=0, b=c=1): D: (E(D(x) - 1)^2 + E D(G(z))^2) / 2;
+  G: E(D(G(z)) - 1)^2 / 2.
 """
 
 from __future__ import annotations
@@ -11,17 +17,34 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Where D's output separates "real" from "fake": logit 0 (D = 1/2) for the BCE losses, the sign for
+# critics, the midpoint of LSGAN's targets 0 and 1.
+DECISION_THRESHOLD = {"least_squares": 0.5}
 
-def discriminator_loss(name: str, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """Summed BCE, -E log D(x) - E log(1 - D(G(z))): 2 ln 2 at the equilibrium D = 1/2."""
+
+def decision_threshold(name: str) -> float:
+    return DECISION_THRESHOLD.get(name, 0.0)
+
+
+def discriminator_loss(name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     if name in ("minimax", "non_saturating"):
-        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+        return F.softplus(-real).mean() + F.softplus(fake).mean()  # 2 ln 2 at D = 1/2
+    if name in ("wgan", "wgan_gp"):
+        return fake.mean() - real.mean()
+    if name == "hinge":
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    if name == "least_squares":
+        return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
     raise ValueError(f"unknown loss {name!r}")
 
 
-def generator_loss(name: str, fake_logits: torch.Tensor) -> torch.Tensor:
+def generator_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
     if name == "minimax":
-        return -F.softplus(fake_logits).mean()  # E log(1 - D(G(z))): -ln 2 at equilibrium
+        return -F.softplus(fake).mean()  # E log(1 - D(G(z))): -ln 2 at equilibrium
     if name == "non_saturating":
-        return F.softplus(-fake_logits).mean()  # -E log D(G(z)): ln 2 at equilibrium
+        return F.softplus(-fake).mean()  # -E log D(G(z)): ln 2 at equilibrium
+    if name in ("wgan", "wgan_gp", "hinge"):
+        return -fake.mean()
+    if name == "least_squares":
+        return 0.5 * (fake - 1).pow(2).mean()
     raise ValueError(f"unknown loss {name!r}")

@@ -1,31 +1,43 @@
 """The GAN training loop. One ``Trainer`` per trial; it knows nothing of Ray or MLflow.
 
 ``run()`` yields the diagnostics at every log step (and sample quality at eval steps); whoever drives
-it decides where they go. Every random stream (model init, data, latents, evaluation) comes from its
-own generator derived from the seed, so a trial is reproducible bit for bit on CPU, and evaluating
-more or less often never changes the training trajectory.
+it decides where they go. Every random stream (model init, data, latents, noise, evaluation) comes from
+its own generator derived from the seed, so a trial is reproducible bit for bit on CPU, evaluating more
+or less often never changes the training trajectory, and a checkpoint that stores the streams' states
+resumes to exactly the uninterrupted run.
 """
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from ganlab.config import TrialConfig
-from ganlab.data import make_dataset
+from ganlab.config import AdamConfig, RmspropConfig, SgdConfig, TrialConfig
+from ganlab.data import GaussianMixture, make_dataset
 from ganlab.diagnostics import Collector, SlidingWindow, d_accuracy, mode_metrics, oscillation
-from ganlab.losses import discriminator_loss, generator_loss
+from ganlab.losses import decision_threshold, discriminator_loss, generator_loss
 from ganlab.models import build_models
+from ganlab.regularizers import clip_weights, instance_noise_sigma, wgan_gp_penalty, zero_centered_penalty
+
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint written under a different training configuration: resuming would mix two runs."""
 
 
 @dataclass(frozen=True)
 class StepReport:
-    step: int  # generator updates so far: the x-axis of every metric
+    step: int  # training iterations so far: the x-axis of every metric
     metrics: dict[str, float]
-    evaluated: bool  # the metrics include the eval/* sample-quality figures
+    evaluated: bool  # the metrics include the eval/* figures
 
 
 def _stream_seeds(seed: int, n: int) -> list[int]:
@@ -39,70 +51,152 @@ def toggle_grad(model: torch.nn.Module, requires_grad: bool) -> None:
         p.requires_grad_(requires_grad)
 
 
+def make_optimizer(cfg: AdamConfig | SgdConfig | RmspropConfig, params, lr: float, player: str) -> torch.optim.Optimizer:
+    if isinstance(cfg, AdamConfig):
+        betas = cfg.betas_d if player == "d" and cfg.betas_d is not None else cfg.betas
+        return torch.optim.Adam(params, lr=lr, betas=betas)
+    if isinstance(cfg, SgdConfig):
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
+    if isinstance(cfg, RmspropConfig):
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, momentum=cfg.momentum)
+    raise TypeError(f"no optimizer for {type(cfg).__name__}")
+
+
+def resolve_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' was requested but no CUDA device is visible to this process")
+    return torch.device(requested)
+
+
 class Trainer:
-    def __init__(self, cfg: TrialConfig, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: TrialConfig, device: str | None = None):
         self.cfg = cfg
-        self.device = torch.device(device)
+        self.device = resolve_device(device or cfg.device)
         self.data = make_dataset(cfg.data)
-        init_seed, data_seed, z_seed, self._eval_seed = _stream_seeds(cfg.seed, 4)
+        init_seed, data_seed, z_seed, noise_seed, self._eval_seed = _stream_seeds(cfg.seed, 5)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(init_seed)
-            self.G, self.D = build_models(cfg.model, self.data.dim)
-        self.G.to(self.device)
-        self.D.to(self.device)
-        self.data_rng = torch.Generator().manual_seed(data_seed)
-        self.z_rng = torch.Generator().manual_seed(z_seed)
-        o = cfg.optim
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=o.lr_g, betas=o.betas)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=o.lr_d, betas=o.betas)
+            G, D = build_models(cfg.model, tuple(self.data.shape), cfg.regularizer.spectral_norm)
+        self.G, self.D = G.to(self.device), D.to(self.device)
+        self.G_ema = None
+        if cfg.optim.g_ema > 0:
+            self.G_ema = copy.deepcopy(self.G).eval()
+            toggle_grad(self.G_ema, False)
+        self.rngs = {name: torch.Generator().manual_seed(s) for name, s in
+                     (("data", data_seed), ("z", z_seed), ("noise", noise_seed))}
+        self.opt_g = make_optimizer(cfg.optim, self.G.parameters(), cfg.optim.lr_g, "g")
+        self.opt_d = make_optimizer(cfg.optim, self.D.parameters(), cfg.optim.lr_d, "d")
+        self.threshold = decision_threshold(cfg.loss.name)
         self.stats = Collector()
         self.d_loss_window = SlidingWindow(cfg.diagnostics.window)
         self.g_loss_window = SlidingWindow(cfg.diagnostics.window)
+        self.iteration = 0
         self.g_steps = 0
         self.d_steps = 0
 
-    # --- one update of each player -------------------------------------------------------------
+    # --- inputs --------------------------------------------------------------------------------
 
     def _latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.randn(n, self.cfg.model.latent_dim, generator=generator).to(self.device)
+        return torch.randn(n, self.G.latent_dim, generator=generator).to(self.device)
 
-    def discriminator_step(self) -> torch.Tensor:
-        bs = self.cfg.data.batch_size
+    def _real(self) -> torch.Tensor:
+        return self.data.sample(self.cfg.data.batch_size, self.rngs["data"]).to(self.device)
+
+    def _noisy(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.regularizer
+        sigma = instance_noise_sigma(r.instance_noise, r.instance_noise_anneal, self.iteration)
+        if sigma == 0:
+            return x
+        return x + sigma * torch.randn(x.shape, generator=self.rngs["noise"]).to(self.device)
+
+    # --- one player's gradient, and its update --------------------------------------------------
+
+    def discriminator_grads(self) -> torch.Tensor:
+        """D's loss and regularizers at the current (G, D), gradients left in D's ``.grad``."""
+        reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
         toggle_grad(self.D, True)
-        real = self.data.sample(bs, self.data_rng).to(self.device)
         with torch.no_grad():
-            fake = self.G(self._latents(bs, self.z_rng))
-        real_logits, fake_logits = self.D(real), self.D(fake)
-        loss = discriminator_loss(self.cfg.loss.name, real_logits, fake_logits)
+            fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
+        real_in, fake_in = self._noisy(self._real()), self._noisy(fake)
+        real_in.requires_grad_(reg_cfg.r1 > 0)
+        fake_in.requires_grad_(reg_cfg.r2 > 0)
+        real_out, fake_out = self.D(real_in), self.D(fake_in)
+        loss = discriminator_loss(loss_cfg.name, real_out, fake_out)
+        reg = torch.zeros((), device=self.device)
+        if reg_cfg.r1 > 0:
+            reg = reg + zero_centered_penalty(real_out, real_in, reg_cfg.r1)
+        if reg_cfg.r2 > 0:
+            reg = reg + zero_centered_penalty(fake_out, fake_in, reg_cfg.r2)
+        if loss_cfg.name == "wgan_gp":
+            reg = reg + wgan_gp_penalty(self.D, real_in, fake_in, loss_cfg.gp_weight, loss_cfg.gp_center, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_d.step()
-        self.d_steps += 1
-        # Accuracy of the D that produced these logits, i.e. before this update.
-        acc_real, acc_fake = d_accuracy(real_logits.detach(), fake_logits.detach())
+        (loss + reg).backward()
+        # Accuracy of the D that produced these outputs, i.e. before its update.
+        acc_real, acc_fake = d_accuracy(real_out.detach() - self.threshold, fake_out.detach() - self.threshold)
         self.stats.report("acc/real", acc_real)
         self.stats.report("acc/fake", acc_fake)
         self.stats.report("acc/mean", (acc_real + acc_fake) / 2)
         self.stats.report("loss/d", loss)
+        self.stats.report("reg/d", reg)
         return loss.detach()
 
-    def generator_step(self) -> torch.Tensor:
+    def discriminator_update(self) -> None:
+        self.opt_d.step()
+        if self.cfg.loss.name == "wgan":
+            clip_weights(self.D, self.cfg.loss.clip)
+        self.d_steps += 1
+
+    def generator_grads(self) -> torch.Tensor:
+        """G's loss at the current (G, D), gradients left in G's ``.grad``; D is frozen meanwhile."""
         toggle_grad(self.D, False)
-        fake = self.G(self._latents(self.cfg.data.batch_size, self.z_rng))
-        loss = generator_loss(self.cfg.loss.name, self.D(fake))
+        fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
+        loss = generator_loss(self.cfg.loss.name, self.D(self._noisy(fake)))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
-        self.opt_g.step()
-        self.g_steps += 1
         self.stats.report("loss/g", loss)
         return loss.detach()
 
+    def generator_update(self) -> None:
+        self.opt_g.step()
+        self.g_steps += 1
+        if self.G_ema is not None:
+            with torch.no_grad():
+                decay = self.cfg.optim.g_ema
+                for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b)
+
+    def discriminator_step(self) -> torch.Tensor:
+        loss = self.discriminator_grads()
+        self.discriminator_update()
+        return loss
+
+    def generator_step(self) -> torch.Tensor:
+        loss = self.generator_grads()
+        self.generator_update()
+        return loss
+
     def train_step(self) -> None:
-        """``d_steps`` discriminator updates, then one generator update (alternating)."""
-        d_losses = torch.stack([self.discriminator_step() for _ in range(self.cfg.schedule.d_steps)])
-        g_loss = self.generator_step()
-        self.d_loss_window.push(d_losses.mean())
-        self.g_loss_window.push(g_loss)
+        """One iteration of the schedule: simultaneous, or alternating blocks of D and G updates."""
+        s = self.cfg.schedule
+        if s.mode == "simultaneous":
+            d_losses = [self.discriminator_grads()]
+            g_losses = [self.generator_grads()]  # same point: neither player has moved yet
+            self.discriminator_update()
+            self.generator_update()
+        else:
+            d_block = lambda: [self.discriminator_step() for _ in range(s.d_steps)]  # noqa: E731
+            g_block = lambda: [self.generator_step() for _ in range(s.g_steps)]  # noqa: E731
+            if s.order == "d_first":
+                d_losses, g_losses = d_block(), g_block()
+            else:
+                g_losses, d_losses = g_block(), d_block()
+        self.iteration += 1
+        self.d_loss_window.push(torch.stack(d_losses).mean())
+        self.g_loss_window.push(torch.stack(g_losses).mean())
 
     # --- what gets logged ----------------------------------------------------------------------
 
@@ -116,21 +210,39 @@ class Trainer:
         metrics["progress/real_samples"] = float(self.d_steps * self.cfg.data.batch_size)
         return metrics
 
-    @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Sample quality on a fresh batch whose latents depend only on (seed, step)."""
-        rng = torch.Generator().manual_seed(self._eval_seed + self.g_steps)
-        self.G.eval()
-        samples = self.G(self._latents(self.cfg.train.eval_samples, rng)).cpu()
-        self.G.train()
-        stats = mode_metrics(samples, self.data, self.cfg.diagnostics.hq_sigmas)
-        return {f"eval/{k}": v for k, v in stats.items()}
+    @property
+    def eval_generator(self) -> torch.nn.Module:
+        return self.G_ema if self.G_ema is not None else self.G
 
-    def run(self) -> Iterator[StepReport]:
+    @torch.no_grad()
+    def generate(self, n: int, seed_offset: int = 0) -> torch.Tensor:
+        """Samples from the evaluation generator (EMA when enabled), latents fixed by (seed, iteration)."""
+        rng = torch.Generator().manual_seed(self._eval_seed + self.iteration + seed_offset)
+        G = self.eval_generator
+        was_training = G.training
+        G.eval()
+        samples = G(self._latents(n, rng)).cpu()
+        G.train(was_training)
+        return samples
+
+    def evaluate(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if isinstance(self.data, GaussianMixture):
+            stats = mode_metrics(self.generate(self.cfg.train.eval_samples), self.data, self.cfg.diagnostics.hq_sigmas)
+            out.update({f"eval/{k}": v for k, v in stats.items()})
+        if self.cfg.model.name == "dirac":
+            theta, psi = float(self.eval_generator.theta), float(self.D.psi)
+            out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
+                        "eval/dirac_distance": (theta**2 + psi**2) ** 0.5})
+        return out
+
+    def run(self, stop_at: int | None = None) -> Iterator[StepReport]:
+        """Train from the current iteration to ``train.steps`` (or ``stop_at``), yielding at log/eval steps."""
         t = self.cfg.train
-        while self.g_steps < t.steps:
+        end = t.steps if stop_at is None else min(stop_at, t.steps)
+        while self.iteration < end:
             self.train_step()
-            step, last = self.g_steps, self.g_steps == t.steps
+            step, last = self.iteration, self.iteration == t.steps
             log_now = step % t.log_every == 0 or last
             eval_now = step % t.eval_every == 0 or last
             if log_now or eval_now:
@@ -138,3 +250,54 @@ class Trainer:
                 if eval_now:
                     metrics.update(self.evaluate())
                 yield StepReport(step, metrics, eval_now)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "trajectory_digest": self.cfg.trajectory_digest(),
+            "config": self.cfg.model_dump(mode="json"),
+            "counters": {"iteration": self.iteration, "g_steps": self.g_steps, "d_steps": self.d_steps},
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rngs": {name: g.get_state() for name, g in self.rngs.items()},
+            "stats": self.stats.state_dict(),
+            "windows": {"d": self.d_loss_window.state_dict(), "g": self.g_loss_window.state_dict()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("version") != CHECKPOINT_VERSION:
+            raise CheckpointMismatch(f"checkpoint format {state.get('version')} is not {CHECKPOINT_VERSION}")
+        if state["trajectory_digest"] != self.cfg.trajectory_digest():
+            raise CheckpointMismatch(
+                "the checkpoint was written under a different trial config (only train.* and diagnostics.* "
+                "may change on resume); start a new run or restore the original config"
+            )
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        for name, g in self.rngs.items():
+            g.set_state(state["rngs"][name])
+        self.stats.load_state_dict(state["stats"])
+        self.d_loss_window.load_state_dict(state["windows"]["d"])
+        self.g_loss_window.load_state_dict(state["windows"]["g"])
+        c = state["counters"]
+        self.iteration, self.g_steps, self.d_steps = c["iteration"], c["g_steps"], c["d_steps"]
+
+    def save(self, path: str | Path) -> None:
+        """Atomic: a crash mid-write leaves the previous checkpoint intact."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)
+
+    def load(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))

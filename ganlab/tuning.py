@@ -20,7 +20,7 @@ from ray import tune
 
 from ganlab.config import StudyConfig, SweepAxis, apply_overrides
 from ganlab.tracking import TAG_SEED, TAG_TRIAL_ID, StudyRun, TrialLogger
-from ganlab.trainer import Trainer
+from ganlab.trainer import Trainer, resolve_device
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -66,7 +66,9 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     torch.set_num_threads(max(1, math.floor(context.cpus)))  # no oversubscription beside other trials
     overrides = dict(config["overrides"])
     trial_cfg = apply_overrides(context.base_trial, overrides)
-    device = "cuda" if context.gpus > 0 and torch.cuda.is_available() else "cpu"
+    # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU
+    # even on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
+    device = "cpu" if context.gpus == 0 else str(resolve_device(trial_cfg.device))
     tctx = tune.get_context()
     trial_id = tctx.get_trial_id()
     logger = TrialLogger.start(
@@ -74,7 +76,8 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         run_name=f"{trial_id.rsplit('_', 1)[-1]} {describe(overrides)}",
         params=trial_cfg.flat(),
         tags={TAG_TRIAL_ID: trial_id, "ganlab.trial_name": tctx.get_trial_name(), TAG_SEED: str(trial_cfg.seed),
-              "ganlab.device": device, "ganlab.config_digest": trial_cfg.digest()},
+              "ganlab.device": device, "ganlab.config_digest": trial_cfg.digest(),
+              **({"ganlab.gpu_name": torch.cuda.get_device_name()} if device.startswith("cuda") else {})},
         config=trial_cfg.model_dump(mode="json"),
     )
     status = "FAILED"

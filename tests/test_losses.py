@@ -50,4 +50,56 @@ def test_minimax_saturates_where_non_saturating_does_not():
 
 def test_unknown_loss_rejected():
     with pytest.raises(ValueError, match="unknown loss"):
-        generator_loss("wgan", torch.zeros(2))
+        generator_loss("wasserstein", torch.zeros(2))
+
+
+# --- the wider loss family: values and gradient signs at known points -----------------------------
+
+ALL = ["minimax", "non_saturating", "wgan", "wgan_gp", "hinge", "least_squares"]
+
+
+@pytest.mark.parametrize(
+    "name, real, fake, expected",
+    [
+        ("wgan", [2.0, 4.0], [1.0, -1.0], 0.0 - 3.0),  # E D(fake) - E D(real)
+        ("wgan_gp", [1.0], [3.0], 2.0),
+        ("hinge", [0.5, 2.0], [-2.0, 0.0], (0.5 + 0.0) / 2 + (0.0 + 1.0) / 2),
+        ("least_squares", [1.0, 0.0], [0.0, 1.0], 0.5 * (0.5 + 0.5)),
+    ],
+)
+def test_discriminator_loss_values(name, real, fake, expected):
+    got = discriminator_loss(name, torch.tensor(real), torch.tensor(fake)).item()
+    assert got == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    "name, fake, expected",
+    [("wgan", [1.0, 3.0], -2.0), ("hinge", [1.0, 3.0], -2.0), ("least_squares", [1.0, 3.0], 0.5 * (0 + 4) / 2)],
+)
+def test_generator_loss_values(name, fake, expected):
+    assert generator_loss(name, torch.tensor(fake)).item() == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_gradient_signs(name):
+    # One sign convention for every loss: D descends towards larger outputs on real and smaller on
+    # fake; G descends towards larger D outputs on its samples. A flipped sign fails here.
+    real = torch.tensor([0.2], requires_grad=True)
+    fake = torch.tensor([0.1], requires_grad=True)
+    discriminator_loss(name, real, fake).backward()
+    assert real.grad.item() < 0 and fake.grad.item() > 0
+    fake_g = torch.tensor([0.1], requires_grad=True)
+    generator_loss(name, fake_g).backward()
+    assert fake_g.grad.item() < 0
+
+
+def test_hinge_ignores_confident_outputs():
+    real = torch.tensor([1.5], requires_grad=True)
+    fake = torch.tensor([-1.5], requires_grad=True)
+    discriminator_loss("hinge", real, fake).backward()
+    assert real.grad.item() == 0 and fake.grad.item() == 0
+
+
+def test_least_squares_minimum_at_targets():
+    assert discriminator_loss("least_squares", torch.ones(3), torch.zeros(3)).item() == 0
+    assert generator_loss("least_squares", torch.ones(3)).item() == 0
