@@ -30,6 +30,7 @@ SUMMARY_METRICS = {
     "eval/modes": "modes",
     "eval/hq_fraction": "HQ",
     "eval/reverse_kl": "rev KL",
+    "eval/dirac_distance": "|(theta, psi)|",
 }
 
 
@@ -45,7 +46,7 @@ def _plan(study: StudyConfig) -> str:
     return (
         f"study '{study.name}': {study.trial_count()} trials ({axes}; {seeds} seed(s); num_samples {study.num_samples}), "
         f"{conc}, {study.resources.cpu:g} CPU / {study.resources.gpu:g} GPU each, "
-        f"{study.trial.train.steps} generator steps per trial"
+        f"{study.trial.train.steps} iterations per trial"
     )
 
 

@@ -231,7 +231,7 @@ class Trainer:
             stats = mode_metrics(self.generate(self.cfg.train.eval_samples), self.data, self.cfg.diagnostics.hq_sigmas)
             out.update({f"eval/{k}": v for k, v in stats.items()})
         if self.cfg.model.name == "dirac":
-            theta, psi = float(self.eval_generator.theta), float(self.D.psi)
+            theta, psi = self.eval_generator.theta.item(), self.D.psi.item()
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
                         "eval/dirac_distance": (theta**2 + psi**2) ** 0.5})
         return out

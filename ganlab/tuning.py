@@ -115,8 +115,9 @@ class ProgressPrinter(tune.Callback):
         print(f"[ganlab {time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        modes = result.get("eval/modes")
+        modes, dist = result.get("eval/modes"), result.get("eval/dirac_distance")
         modes_txt = f" | modes {modes:.0f}/{self.n_modes}" if modes is not None and self.n_modes else ""
+        modes_txt += f" | |(theta, psi)| {dist:.3g}" if dist is not None else ""
         self._print(
             f"{describe(trial.config['overrides']):<28} step {result['step']:>6}/{self.total_steps}"
             f" | D acc real {result.get('acc/real', math.nan):.2f} fake {result.get('acc/fake', math.nan):.2f}"
@@ -160,7 +161,7 @@ def run_study(
                 name=study_run.parent_run_id,
                 storage_path=str(storage.resolve()),
                 verbose=0,
-                callbacks=[ProgressPrinter(study.trial.train.steps, make_dataset(study.trial.data).n_modes)],
+                callbacks=[ProgressPrinter(study.trial.train.steps, getattr(make_dataset(study.trial.data), 'n_modes', None))],
             ),
         )
         results = tuner.fit()
