@@ -49,3 +49,91 @@ def test_sampling_is_seeded():
     b = data.sample(100, torch.Generator().manual_seed(3))
     c = data.sample(100, torch.Generator().manual_seed(4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# --- the other data sets ---------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+
+from ganlab.config import ConfigError, DigitsConfig, DiracDataConfig, StackedDigitsConfig, parse_trial  # noqa: E402
+from ganlab.data import load_digits  # noqa: E402
+
+
+def test_digits():
+    digits = make_dataset(DigitsConfig())
+    assert digits.kind == "images" and digits.shape == (1, 8, 8)
+    assert digits.images.shape == (1797, 1, 8, 8)
+    assert digits.images.min() == -1 and digits.images.max() == 1
+    assert sorted(digits.labels.unique().tolist()) == list(range(10))
+    x = digits.sample(10, torch.Generator().manual_seed(0))
+    assert x.shape == (10, 1, 8, 8) and x.dtype == torch.float32
+
+
+def test_stacked_digits_channels_are_independent_digits():
+    stacked = make_dataset(StackedDigitsConfig())
+    x, labels = stacked.sample_with_labels(200, torch.Generator().manual_seed(0))
+    assert stacked.shape == (3, 8, 8) and x.shape == (200, 3, 8, 8) and labels.shape == (200, 3)
+    pool = load_digits()
+    for i in range(5):
+        for c in range(3):
+            matches = (pool.images[:, 0] == x[i, c]).flatten(1).all(1)
+            assert matches.any() and labels[i, c] in pool.labels[matches]
+    assert len({tuple(l.tolist()) for l in labels}) > 150  # many of the 1000 modes
+
+
+def test_dirac_point_mass():
+    d = make_dataset(DiracDataConfig())
+    assert d.shape == (1,) and torch.equal(d.sample(3, torch.Generator()), torch.zeros(3, 1))
+
+
+def _npz(tmp_path, **arrays):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_npz_points_and_images(tmp_path):
+    pts = np.random.default_rng(0).normal(size=(50, 3))
+    cfg = parse_trial({"data": {"name": "npz", "path": _npz(tmp_path, x=pts)}}).data
+    d = make_dataset(cfg)
+    assert d.kind == "points" and d.shape == (3,)
+    x = d.sample(20, torch.Generator().manual_seed(0))
+    assert x.dtype == torch.float32
+    assert all(np.isclose(pts, row.numpy(), atol=1e-6).all(1).any() for row in x)
+    imgs = np.random.default_rng(0).uniform(-1, 1, size=(10, 3, 8, 8)).astype(np.float32)
+    cfg = parse_trial({"data": {"name": "npz", "path": _npz(tmp_path, images=imgs), "key": "images"}}).data
+    d = make_dataset(cfg)
+    assert d.kind == "images" and d.shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "arrays, key, bad_key, words",
+    [
+        ({"x": np.zeros((5, 2))}, "y", "data.key", "no array 'y'"),
+        ({"x": np.zeros((5, 2), dtype=np.int64)}, "x", "data.key", "dtype int64"),
+        ({"x": np.zeros((5, 2, 2))}, "x", "data.key", "shape (5, 2, 2)"),
+        ({"x": np.array([[0.0, np.nan], [1.0, 1.0]])}, "x", "data.key", "NaN"),
+    ],
+)
+def test_npz_bad_arrays_refused(tmp_path, arrays, key, bad_key, words):
+    with pytest.raises(ConfigError) as info:
+        parse_trial({"data": {"name": "npz", "path": _npz(tmp_path, **arrays), "key": key}})
+    assert info.value.key == bad_key and words in info.value.message
+
+
+def test_npz_bad_files_refused(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        parse_trial({"data": {"name": "npz", "path": str(tmp_path / "missing.npz")}})
+    assert info.value.key == "data.path" and "no file" in info.value.message
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not an archive")
+    with pytest.raises(ConfigError) as info:
+        parse_trial({"data": {"name": "npz", "path": str(junk)}})
+    assert info.value.key == "data.path" and "not a readable .npz" in info.value.message
+
+
+@pytest.mark.parametrize("cfg", [DigitsConfig(), StackedDigitsConfig(), Ring8Config()])
+def test_every_dataset_is_seeded(cfg):
+    d = make_dataset(cfg)
+    a, b = d.sample(32, torch.Generator().manual_seed(5)), d.sample(32, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and not torch.equal(a, d.sample(32, torch.Generator().manual_seed(6)))
