@@ -197,6 +197,112 @@ def _serve(cmd: list[str]) -> int:
             pass
 
 
+def _trial_overrides(sets: list[str]) -> dict:
+    """``--set optim.lr_g=1e-3`` pairs, values read as YAML (numbers, lists and strings all work)."""
+    import yaml
+
+    from ganlab.config import _StrictLoader
+
+    out = {}
+    for item in sets:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(None, f"--set {item}", "expected --set KEY=VALUE with a dotted trial key, "
+                              "e.g. --set optim.lr_g=1e-3.")
+        try:
+            out[key.strip()] = yaml.load(text, Loader=_StrictLoader)
+        except yaml.YAMLError:
+            raise ConfigError(None, f"--set {key}", f"the value {text!r} is not valid YAML.") from None
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from ganlab.config import apply_overrides, read_yaml
+
+    config_path = Path(args.config)
+    try:
+        raw = read_yaml(config_path)
+        if isinstance(raw.get("trial"), dict):  # a whole study file: train its trial block
+            raw = raw["trial"]
+        try:
+            cfg = apply_overrides(raw, _trial_overrides(args.set))
+        except ConfigError as e:
+            raise ConfigError(config_path, e.key, e.message) from None
+    except ConfigError as e:
+        return _fail(str(e))
+    out = Path(args.out or Path("runs") / config_path.stem)
+    checkpoint = out / "checkpoint.pt"
+    if args.resume and not checkpoint.is_file():
+        return _fail(f"--resume: there is no checkpoint at {checkpoint}; run without --resume to start.")
+    if not args.resume and out.exists() and any(out.iterdir()):
+        return _fail(f"{out} already holds a run. Pass --resume to continue it, or --out DIR for a new one.")
+
+    import pandas as pd
+    import yaml
+    from tqdm import tqdm
+
+    from ganlab import plots
+    from ganlab.data import GaussianMixture
+    from ganlab.trainer import CheckpointMismatch, Trainer
+
+    trainer = Trainer(cfg)
+    rows: list[dict] = []
+    if args.resume:
+        try:
+            trainer.load(checkpoint)
+        except CheckpointMismatch as e:
+            return _fail(f"Cannot resume {out}: {e}.")
+        if (out / "metrics.csv").is_file():
+            old = pd.read_csv(out / "metrics.csv")
+            rows = old[old["step"] <= trainer.iteration].to_dict("records")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    def save_samples(step: int) -> None:
+        name = out / "samples" / f"step_{step:06d}.png"
+        if trainer.data.kind == "images":
+            plots.image_grid(trainer.generate(64), name, title=f"step {step}")
+        else:
+            means = trainer.data.means if isinstance(trainer.data, GaussianMixture) else None
+            plots.scatter(trainer.generate(min(cfg.train.eval_samples, 2500)), name, means, title=f"step {step}")
+
+    t = cfg.train
+    start_iter, t0 = trainer.iteration, time.perf_counter()
+    bar = tqdm(total=t.steps, initial=trainer.iteration, unit="it", dynamic_ncols=True, file=sys.stderr)
+    try:
+        for report in trainer.run():
+            bar.update(report.step - bar.n)
+            rows.append({"step": report.step, **report.metrics})
+            m = report.metrics
+            if "acc/real" in m:
+                bar.set_postfix_str(f"D acc real {m['acc/real']:.2f} fake {m['acc/fake']:.2f} "
+                                    f"loss D {m['loss/d']:.3f} G {m['loss/g']:.3f}")
+            if report.evaluated:
+                save_samples(report.step)
+                pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+            if t.checkpoint_every and report.step % t.checkpoint_every == 0:
+                trainer.save(checkpoint)
+    except KeyboardInterrupt:
+        bar.close()
+        trainer.save(checkpoint)
+        pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+        print(f"Interrupted at iteration {trainer.iteration}; continue with: ganlab train {args.config} "
+              f"--out {out} --resume", file=sys.stderr)
+        return 130
+    bar.close()
+    trainer.save(checkpoint)
+    pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+    plots.curves(rows, out / "curves.png", ["acc/real", "acc/fake", "loss/d", "loss/g"])
+    elapsed = time.perf_counter() - t0
+    done = trainer.iteration - start_iter
+    final = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
+    print(f"Trained {done} iterations in {elapsed:.1f} s ({1000 * elapsed / max(done, 1):.2f} ms/iteration) "
+          f"on {trainer.device}. Output: {out}")
+    for k in sorted(final):
+        print(f"  {k:<24} {final[k]:.4g}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganlab", description="GAN training-stability studies on Ray Tune and MLflow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -212,6 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a study file and print its trial count and search space")
     val.add_argument("study")
     val.set_defaults(func=cmd_validate)
+
+    train = sub.add_parser("train", help="train one GAN without Ray: metrics, sample plots and a checkpoint to a folder")
+    train.add_argument("config", help="a trial config YAML (a study file's trial: block also works)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a dotted trial key, e.g. --set optim.lr_ratio=4 (repeatable)")
+    train.add_argument("--out", help="output folder (default: runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    train.set_defaults(func=cmd_train)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")
     ui.add_argument("--tracking-uri")

@@ -78,3 +78,76 @@ def test_readme_test_command_is_what_ci_runs():
     test_lines = [l.strip() for l in readme.splitlines() if "pytest" in l and l.strip().startswith("bash")]
     assert len(test_lines) == 1, "README's Quickstart must hold exactly one test command"
     assert test_lines[0] in ci
+
+
+# --- ganlab train ---------------------------------------------------------------------------------
+
+import pandas as pd  # noqa: E402
+import yaml  # noqa: E402
+
+TINY = """
+data: {name: ring8, batch_size: 32}
+model: {name: mlp, width: 16, depth: 1}
+optim: {lr_g: 1.0e-3}
+train: {steps: 40, log_every: 10, eval_every: 20, eval_samples: 200}
+"""
+
+
+def train(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ganlab.cli", "train", *args], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_train_writes_metrics_plots_and_checkpoint(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    proc = train(tmp_path, "tiny.yaml", "--set", "optim.lr_ratio=2", "--set", "model.activation=tanh")
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "runs" / "tiny"
+    assert {p.name for p in out.iterdir()} >= {"config.yaml", "metrics.csv", "checkpoint.pt", "curves.png", "samples"}
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_000020.png", "step_000040.png"]
+    df = pd.read_csv(out / "metrics.csv")
+    assert df["step"].tolist() == [10, 20, 30, 40] and df["eval/modes"].notna().sum() == 2
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["optim"]["lr_ratio"] == 2.0 and cfg["model"]["activation"] == "tanh" and cfg["optim"]["lr_g"] == 1e-3
+    assert "Output: runs/tiny" in proc.stdout and "acc/real" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--set", "optim.lr_rato=2"], "optim.lr_rato"),
+        (["--set", "optim.lr_ratio=-1"], "optim.lr_ratio"),
+        (["--set", "optim.lr_ratio"], "--set optim.lr_ratio"),
+    ],
+)
+def test_train_bad_overrides_exit_2(tmp_path, args, words):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    proc = train(tmp_path, "tiny.yaml", *args)
+    assert proc.returncode == 2 and words in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_refuses_to_overwrite_and_resumes_exactly(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    assert train(tmp_path, "tiny.yaml").returncode == 0
+    again = train(tmp_path, "tiny.yaml")
+    assert again.returncode == 2 and "--resume" in again.stderr
+    # Resume to 80 iterations == one uninterrupted 80-iteration run.
+    resumed = train(tmp_path, "tiny.yaml", "--set", "train.steps=80", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = train(tmp_path, "tiny.yaml", "--set", "train.steps=80", "--out", "whole")
+    assert whole.returncode == 0, whole.stderr
+    a = pd.read_csv(tmp_path / "runs" / "tiny" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "whole" / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)
+    changed = train(tmp_path, "tiny.yaml", "--set", "train.steps=90", "--set", "optim.lr_g=0.01", "--resume")
+    assert changed.returncode == 2 and "different trial config" in changed.stderr
+
+
+def test_train_takes_a_study_files_trial_block(tmp_path):
+    study = (STUDIES / "dirac.yaml").read_text()
+    (tmp_path / "d.yaml").write_text(study)
+    proc = train(tmp_path, "d.yaml", "--set", "train.steps=500")
+    assert proc.returncode == 0, proc.stderr
+    df = pd.read_csv(tmp_path / "runs" / "d" / "metrics.csv")
+    assert df["eval/dirac_distance"].dropna().iloc[-1] == pytest.approx(3.0969, rel=1e-3)  # O1 of science.md
