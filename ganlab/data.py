@@ -1,8 +1,9 @@
 """Data sets a GAN is trained on. Samples are drawn fresh each step from a seeded ``torch.Generator``,
 so a trial's data stream depends only on its seed, never on global RNG state or on other trials.
 
-Every data set has ``shape`` (one sample's shape), ``kind`` ("points" or "images") and
-``sample(n, generator)``. Mixtures also know their modes, so coverage is measurable.
+Every data set meets the ``Dataset`` protocol: the trainer builds models from ``shape`` and picks
+plots and metrics from ``kind``, so it never needs to know which data set it was given. Mixtures
+also know their modes and labelled images their classes, so coverage is measurable.
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
 
 from ganlab.config import (
+    DataConfig,
     DigitsConfig,
     DiracDataConfig,
     Grid25Config,
@@ -24,13 +27,22 @@ from ganlab.config import (
 )
 
 
+class Dataset(Protocol):
+    shape: tuple[int, ...]  # one sample's shape
+    kind: Literal["points", "images"]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """float32 (n, *shape), drawn only from ``generator`` (a CPU generator)."""
+        ...
+
+
 @dataclass(frozen=True)
 class GaussianMixture:
     """Equal-weight isotropic Gaussian mixture."""
 
     means: torch.Tensor  # (K, d)
     sigma: float
-    kind = "points"
+    kind: ClassVar[Literal["points"]] = "points"  # ClassVar: not a constructor field
 
     @property
     def n_modes(self) -> int:
@@ -64,22 +76,22 @@ def grid(per_side: int, spacing: float, sigma: float) -> GaussianMixture:
 
 
 class PointMass:
-    """Real data of the Dirac-GAN: every sample is 0 on the real line."""
+    """Real data of the Dirac-GAN: every sample is 0 on the real line, so no randomness is needed."""
 
-    kind = "points"
+    kind: Literal["points"] = "points"
     shape = (1,)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.zeros(n, 1)
+        return torch.zeros(n, 1, dtype=torch.float32)
 
 
 class EmpiricalPoints:
-    """A finite set of points, sampled with replacement."""
+    """A user's finite point set, sampled with replacement so any batch size works for any N."""
 
-    kind = "points"
+    kind: Literal["points"] = "points"
 
     def __init__(self, points: torch.Tensor):
-        self.points = points
+        self.points = points.to(torch.float32)
         self.shape = tuple(points.shape[1:])
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -89,10 +101,10 @@ class EmpiricalPoints:
 class ImageDataset:
     """Images (N, C, H, W) in [-1, 1], sampled with replacement; labels kept for mode counting."""
 
-    kind = "images"
+    kind: Literal["images"] = "images"
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        self.images, self.labels = images, labels
+        self.images, self.labels = images.to(torch.float32), labels
         self.shape = tuple(images.shape[1:])
 
     def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -103,22 +115,31 @@ class ImageDataset:
         return self.sample_with_labels(n, generator)[0]
 
 
-class StackedDigits(ImageDataset):
-    """Three independent digits as the channels of one image: 10^3 = 1000 modes (offline Stacked-MNIST)."""
+class StackedDigits:
+    """Three independent digits as the channels of one image: 10^3 = 1000 modes, an offline Stacked-MNIST
+    (no download, so it runs where MNIST cannot be fetched)."""
+
+    kind: Literal["images"] = "images"
 
     def __init__(self, digits: ImageDataset):
-        super().__init__(digits.images, digits.labels)
+        if digits.labels is None or digits.images.shape[1] != 1:
+            raise ValueError("stacking needs labelled single-channel digits")
+        self.digits = digits
         self.shape = (3,) + tuple(digits.images.shape[2:])
 
     def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.randint(self.images.shape[0], (n, 3), generator=generator)
-        images = self.images[idx].squeeze(2)  # (n, 3, 1, H, W) -> (n, 3, H, W)
-        return images, self.labels[idx]
+        idx = torch.randint(self.digits.images.shape[0], (n, 3), generator=generator)
+        images = self.digits.images[idx].squeeze(2)  # (n, 3, 1, H, W) -> (n, 3, H, W)
+        return images, self.digits.labels[idx]
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_with_labels(n, generator)[0]
 
 
 @functools.lru_cache(maxsize=1)
 def load_digits() -> ImageDataset:
-    """scikit-learn's 1797 8x8 digits (values 0..16) scaled to [-1, 1]; loaded once per process."""
+    """scikit-learn's 1797 8x8 digits (values 0..16) scaled to [-1, 1]. Cached: several trials in one
+    process (a Ray worker) share one copy; nothing mutates it."""
     from sklearn.datasets import load_digits as sk_load_digits
 
     bunch = sk_load_digits()
@@ -127,12 +148,13 @@ def load_digits() -> ImageDataset:
 
 
 def load_npz(path: str, key: str) -> EmpiricalPoints | ImageDataset:
+    """The array was checked by ``NpzConfig`` (2-D or 4-D, floating, finite); only the cast is left."""
     with np.load(path, allow_pickle=False) as archive:
         arr = torch.from_numpy(np.asarray(archive[key], dtype=np.float32))
     return ImageDataset(arr) if arr.dim() == 4 else EmpiricalPoints(arr)
 
 
-def make_dataset(cfg):
+def make_dataset(cfg: DataConfig) -> Dataset:
     if isinstance(cfg, Ring8Config):
         return ring(8, cfg.radius, cfg.sigma)
     if isinstance(cfg, Grid25Config):
