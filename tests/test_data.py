@@ -55,55 +55,94 @@ def test_sampling_is_seeded():
 
 import numpy as np  # noqa: E402
 
-from ganlab.config import ConfigError, DigitsConfig, DiracDataConfig, StackedDigitsConfig, parse_trial  # noqa: E402
-from ganlab.data import load_digits  # noqa: E402
+from ganlab.config import (  # noqa: E402
+    ConfigError,
+    DigitsConfig,
+    DiracDataConfig,
+    StackedDigitsConfig,
+    parse_trial,
+)
+from ganlab.data import GaussianMixture, load_digits  # noqa: E402
 
 
 def test_digits():
     digits = make_dataset(DigitsConfig())
     assert digits.kind == "images" and digits.shape == (1, 8, 8)
-    assert digits.images.shape == (1797, 1, 8, 8)
+    assert digits.images.shape == (1797, 1, 8, 8) and digits.labels.shape == (1797,)
     assert digits.images.min() == -1 and digits.images.max() == 1
     assert sorted(digits.labels.unique().tolist()) == list(range(10))
     x = digits.sample(10, torch.Generator().manual_seed(0))
     assert x.shape == (10, 1, 8, 8) and x.dtype == torch.float32
 
 
+def test_digits_are_sklearn_scaled_and_cached():
+    from sklearn.datasets import load_digits as sk_load_digits
+
+    raw = sk_load_digits()
+    digits = make_dataset(DigitsConfig())
+    assert torch.allclose(digits.images[:, 0], torch.tensor(raw.images, dtype=torch.float32) / 16 * 2 - 1)
+    assert torch.equal(digits.labels, torch.tensor(raw.target))
+    assert make_dataset(DigitsConfig()) is digits  # loaded once per process
+
+
+def test_digits_labels_match_sampled_images():
+    digits = make_dataset(DigitsConfig())
+    x, labels = digits.sample_with_labels(50, torch.Generator().manual_seed(1))
+    assert labels.shape == (50,)
+    for img, label in zip(x, labels):
+        matches = (digits.images == img).flatten(1).all(1)
+        assert label in digits.labels[matches]
+
+
 def test_stacked_digits_channels_are_independent_digits():
     stacked = make_dataset(StackedDigitsConfig())
     x, labels = stacked.sample_with_labels(200, torch.Generator().manual_seed(0))
-    assert stacked.shape == (3, 8, 8) and x.shape == (200, 3, 8, 8) and labels.shape == (200, 3)
+    assert stacked.kind == "images" and stacked.shape == (3, 8, 8)
+    assert x.shape == (200, 3, 8, 8) and x.dtype == torch.float32 and labels.shape == (200, 3)
     pool = load_digits()
-    for i in range(5):
+    for i in range(20):
         for c in range(3):
             matches = (pool.images[:, 0] == x[i, c]).flatten(1).all(1)
             assert matches.any() and labels[i, c] in pool.labels[matches]
     assert len({tuple(l.tolist()) for l in labels}) > 150  # many of the 1000 modes
+    # independent channels: the three labels of one sample are not all equal
+    assert (labels[:, 0] != labels[:, 1]).float().mean() > 0.8
 
 
 def test_dirac_point_mass():
     d = make_dataset(DiracDataConfig())
-    assert d.shape == (1,) and torch.equal(d.sample(3, torch.Generator()), torch.zeros(3, 1))
+    assert d.kind == "points" and d.shape == (1,)
+    x = d.sample(3, torch.Generator())
+    assert torch.equal(x, torch.zeros(3, 1)) and x.dtype == torch.float32
 
 
-def _npz(tmp_path, **arrays):
-    path = tmp_path / "data.npz"
+def _npz(tmp_path, name="data.npz", **arrays):
+    path = tmp_path / name
     np.savez(path, **arrays)
     return str(path)
 
 
-def test_npz_points_and_images(tmp_path):
-    pts = np.random.default_rng(0).normal(size=(50, 3))
+def test_npz_points_round_trip(tmp_path):
+    pts = np.random.default_rng(0).normal(size=(50, 3))  # float64 on disk
     cfg = parse_trial({"data": {"name": "npz", "path": _npz(tmp_path, x=pts)}}).data
     d = make_dataset(cfg)
     assert d.kind == "points" and d.shape == (3,)
     x = d.sample(20, torch.Generator().manual_seed(0))
-    assert x.dtype == torch.float32
+    assert x.shape == (20, 3) and x.dtype == torch.float32
     assert all(np.isclose(pts, row.numpy(), atol=1e-6).all(1).any() for row in x)
+    assert len({tuple(r) for r in x.tolist()}) > 10  # rows drawn at random, not one row repeated
+
+
+def test_npz_images_round_trip(tmp_path):
     imgs = np.random.default_rng(0).uniform(-1, 1, size=(10, 3, 8, 8)).astype(np.float32)
     cfg = parse_trial({"data": {"name": "npz", "path": _npz(tmp_path, images=imgs), "key": "images"}}).data
     d = make_dataset(cfg)
     assert d.kind == "images" and d.shape == (3, 8, 8)
+    x, labels = d.sample_with_labels(30, torch.Generator().manual_seed(0))
+    assert x.shape == (30, 3, 8, 8) and x.dtype == torch.float32 and labels is None
+    flat = torch.from_numpy(imgs).flatten(1)
+    assert all((flat == img.flatten()).all(1).any() for img in x)  # every sample is one of the images
+    assert len({img.flatten()[0].item() for img in x}) > 5
 
 
 @pytest.mark.parametrize(
@@ -132,8 +171,69 @@ def test_npz_bad_files_refused(tmp_path):
     assert info.value.key == "data.path" and "not a readable .npz" in info.value.message
 
 
-@pytest.mark.parametrize("cfg", [DigitsConfig(), StackedDigitsConfig(), Ring8Config()])
-def test_every_dataset_is_seeded(cfg):
-    d = make_dataset(cfg)
+@pytest.fixture
+def all_configs(tmp_path):
+    """One config per data set name, npz in both its forms."""
+    rng = np.random.default_rng(0)
+    pts = _npz(tmp_path, "pts.npz", x=rng.normal(size=(40, 5)))
+    imgs = _npz(tmp_path, "imgs.npz", x=rng.uniform(-1, 1, size=(40, 2, 4, 4)))
+    npz = [parse_trial({"data": {"name": "npz", "path": p}}).data for p in (pts, imgs)]
+    return {
+        "ring8": Ring8Config(),
+        "grid25": Grid25Config(),
+        "dirac": DiracDataConfig(),
+        "digits": DigitsConfig(),
+        "stacked_digits": StackedDigitsConfig(),
+        "npz_points": npz[0],
+        "npz_images": npz[1],
+    }
+
+
+EXPECTED = {  # name -> (kind, shape of one sample)
+    "ring8": ("points", (2,)),
+    "grid25": ("points", (2,)),
+    "dirac": ("points", (1,)),
+    "digits": ("images", (1, 8, 8)),
+    "stacked_digits": ("images", (3, 8, 8)),
+    "npz_points": ("points", (5,)),
+    "npz_images": ("images", (2, 4, 4)),
+}
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_kind_shape_and_sample_contract(all_configs, name):
+    d = make_dataset(all_configs[name])
+    kind, shape = EXPECTED[name]
+    assert d.kind == kind and tuple(d.shape) == shape
+    x = d.sample(7, torch.Generator().manual_seed(0))
+    assert x.shape == (7, *shape) and x.dtype == torch.float32 and x.device.type == "cpu"
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_every_dataset_is_seeded(all_configs, name):
+    d = make_dataset(all_configs[name])
     a, b = d.sample(32, torch.Generator().manual_seed(5)), d.sample(32, torch.Generator().manual_seed(5))
-    assert torch.equal(a, b) and not torch.equal(a, d.sample(32, torch.Generator().manual_seed(6)))
+    assert torch.equal(a, b)
+    if name != "dirac":  # the point mass has nothing to draw
+        assert not torch.equal(a, d.sample(32, torch.Generator().manual_seed(6)))
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_sampling_ignores_global_rng(all_configs, name):
+    d = make_dataset(all_configs[name])
+    torch.manual_seed(0)
+    a = d.sample(16, torch.Generator().manual_seed(2))
+    torch.manual_seed(1)
+    torch.rand(100)
+    assert torch.equal(a, d.sample(16, torch.Generator().manual_seed(2)))
+
+
+def test_gaussian_mixture_interface():
+    ring = make_dataset(Ring8Config())
+    assert isinstance(ring, GaussianMixture) and ring.kind == "points" and ring.shape == (2,)
+    assert ring.dim == 2 and ring.n_modes == 8
+
+
+def test_unknown_config_is_a_type_error():
+    with pytest.raises(TypeError, match="no data set for"):
+        make_dataset(object())
