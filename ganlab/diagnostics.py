@@ -111,3 +111,64 @@ def mode_metrics(samples: torch.Tensor, mixture: GaussianMixture, hq_sigmas: flo
         "hq_fraction": n_hq / samples.shape[0],
         "reverse_kl": reverse_kl,
     }
+
+
+def dominant_period(values: torch.Tensor) -> float:
+    """Period (in samples) of the strongest oscillation in a window: the peak of the Hann-windowed power
+    spectrum of the linearly detrended series. NaN for a window too short or without any oscillation."""
+    n = values.numel()
+    if n < 8:
+        return math.nan
+    x = values.double()
+    t = torch.arange(n, dtype=torch.float64)
+    slope = ((t - t.mean()) * (x - x.mean())).sum() / ((t - t.mean()) ** 2).sum()
+    x = x - x.mean() - slope * (t - t.mean())
+    power = torch.fft.rfft(x * torch.hann_window(n, periodic=False, dtype=torch.float64)).abs() ** 2
+    power[0] = 0.0
+    k = int(power.argmax())
+    if k == 0 or power[k] <= 1e-20 * n:
+        return math.nan
+    return n / k
+
+
+def zero_crossing_rate(values: torch.Tensor) -> float:
+    """Sign changes per step of a series around its median: ~0 for a settled series, high for a flickering one."""
+    if values.numel() < 2:
+        return math.nan
+    centred = values.double() - torch.quantile(values.double(), 0.5)
+    signs = torch.sign(centred)
+    signs = signs[signs != 0]
+    if signs.numel() < 2:
+        return 0.0
+    return float((signs[1:] != signs[:-1]).double().sum()) / (values.numel() - 1)
+
+
+def sliced_wasserstein(x: torch.Tensor, y: torch.Tensor, n_projections: int, generator: torch.Generator) -> float:
+    """Sliced 1-Wasserstein distance between two equal-size samples: the mean over random directions of the
+    1-D W1 distance of the projections (sorted samples matched in order)."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"sliced Wasserstein needs equal sample sizes, got {x.shape[0]} and {y.shape[0]}")
+    x, y = x.detach().double().flatten(1), y.detach().double().flatten(1)
+    dirs = torch.randn(x.shape[1], n_projections, generator=generator, dtype=torch.float64)
+    dirs = dirs / dirs.norm(dim=0, keepdim=True)
+    px, py = (x @ dirs).sort(dim=0).values, (y @ dirs).sort(dim=0).values
+    return float((px - py).abs().mean())
+
+
+def frechet_distance(mu1: torch.Tensor, cov1: torch.Tensor, mu2: torch.Tensor, cov2: torch.Tensor) -> float:
+    """||mu1 - mu2||^2 + Tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2), in float64 via symmetric eigendecompositions
+    (negative eigenvalues from rounding clipped), the stable form of the FID formula."""
+    mu1, mu2, cov1, cov2 = (t.double() for t in (mu1, mu2, cov1, cov2))
+    w1, v1 = torch.linalg.eigh(cov1)
+    sqrt1 = (v1 * w1.clamp(min=0).sqrt()) @ v1.T
+    middle = sqrt1 @ cov2 @ sqrt1
+    w = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp(min=0)
+    return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * w.sqrt().sum())
+
+
+def gaussian_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of (N, d) features; N must exceed d or the covariance is singular."""
+    f = features.detach().double()
+    if f.shape[0] <= f.shape[1]:
+        raise ValueError(f"a Frechet distance needs more samples than feature dimensions ({f.shape[0]} <= {f.shape[1]})")
+    return f.mean(0), torch.atleast_2d(torch.cov(f.T))

@@ -77,3 +77,66 @@ def test_no_high_quality_sample():
     data = make_dataset(Ring8Config())
     m = mode_metrics(torch.full((100, 2), 10.0), data, 3.0)
     assert m["modes"] == 0 and m["hq_fraction"] == 0.0 and math.isnan(m["reverse_kl"])
+
+
+# --- oscillation period, zero crossings, distances ---------------------------------------------------
+
+from ganlab.diagnostics import (  # noqa: E402
+    dominant_period,
+    frechet_distance,
+    gaussian_stats,
+    sliced_wasserstein,
+    zero_crossing_rate,
+)
+
+
+@pytest.mark.parametrize("period", [10, 25, 40])
+def test_dominant_period_of_a_sine_on_a_trend(period):
+    t = torch.arange(400, dtype=torch.float64)
+    series = 1.386 + 0.002 * t + 0.3 * torch.sin(2 * math.pi * t / period)
+    assert dominant_period(series) == pytest.approx(period, rel=0.05)
+
+
+def test_constant_series_has_no_period_and_no_crossings():
+    flat = torch.full((200,), 0.693, dtype=torch.float64)
+    assert math.isnan(dominant_period(flat))
+    assert zero_crossing_rate(flat) == 0.0
+    assert math.isnan(dominant_period(flat[:4]))
+
+
+def test_zero_crossing_rate():
+    alternating = torch.tensor([1.0, -1.0] * 50)
+    assert zero_crossing_rate(alternating) == pytest.approx(1.0)
+    t = torch.arange(400, dtype=torch.float64)
+    slow = torch.sin(2 * math.pi * t / 100)  # 8 crossings in 399 steps
+    assert zero_crossing_rate(slow) == pytest.approx(8 / 399, abs=1 / 399)
+
+
+def test_frechet_distance_closed_forms():
+    # N(0, 1) vs N(1, 4): 1 + 1 + 4 - 2 * 2 = 2.0 (science.md sec. 5).
+    one = torch.ones(1, 1)
+    assert frechet_distance(torch.zeros(1), one, torch.ones(1), 4 * one) == pytest.approx(2.0, abs=1e-12)
+    # Equal covariances, mean shift 0.5 in each of 64 dims: 64 * 0.25 = 16.0.
+    cov = torch.eye(64) * 0.3 + 0.1
+    assert frechet_distance(torch.zeros(64), cov, torch.full((64,), 0.5), cov) == pytest.approx(16.0, abs=1e-6)
+    assert frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(3), torch.eye(3)) == pytest.approx(0, abs=1e-9)
+
+
+def test_frechet_of_samples_and_its_limits():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(20000, 1, generator=g, dtype=torch.float64), 1 + 2 * torch.randn(20000, 1, generator=g, dtype=torch.float64)
+    assert frechet_distance(*gaussian_stats(a), *gaussian_stats(b)) == pytest.approx(2.0, rel=0.05)
+    with pytest.raises(ValueError, match="more samples"):
+        gaussian_stats(torch.randn(10, 10))
+
+
+def test_sliced_wasserstein():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 2, generator=g)
+    assert sliced_wasserstein(x, x.clone(), 50, torch.Generator().manual_seed(1)) == 0.0
+    # A shift by c along every direction u moves each projection by c.u: mean |c.u| over unit u in 2-D is 2|c|/pi.
+    shift = torch.tensor([3.0, 0.0])
+    got = sliced_wasserstein(x, x + shift, 2000, torch.Generator().manual_seed(1))
+    assert got == pytest.approx(2 * 3.0 / math.pi, rel=0.03)
+    with pytest.raises(ValueError, match="equal sample sizes"):
+        sliced_wasserstein(x, x[:10], 5, torch.Generator())
