@@ -9,9 +9,9 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from ganlab.tracking import TAG_KIND, TAG_PARENT, TAG_SEED, TAG_SWEPT, TAG_TRIAL_ID, resolve_tracking_uri
+from ganlab.tracking import TAG_KIND, TAG_PARENT, TAG_SEED, TAG_SWEPT, TAG_TRIAL_ID, TAG_VERDICT, resolve_tracking_uri
 
-ID_COLUMNS = ["run_id", "parent_run_id", "trial", "trial_id", "status"]
+ID_COLUMNS = ["run_id", "parent_run_id", "trial", "trial_id", "status", "verdict"]
 
 
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
@@ -81,6 +81,7 @@ def load_study(
                 "trial": child.info.run_name,
                 "trial_id": child.data.tags.get(TAG_TRIAL_ID),
                 "status": child.info.status,
+                "verdict": child.data.tags.get(TAG_VERDICT),
                 "seed": int(child.data.tags.get(TAG_SEED, decoded.get("seed", -1))),
             }
             keys = decoded if params == "all" else swept

@@ -25,6 +25,8 @@ EXIT_TRIALS_FAILED = 1
 SUMMARY_METRICS = {
     "acc/real": "D acc real",
     "acc/fake": "D acc fake",
+    "acc_sign/real": "D sign-acc real",
+    "acc_sign/fake": "D sign-acc fake",
     "osc/loss_d_std": "D loss std",
     "osc/loss_d_ptp": "D loss p2p",
     "eval/modes": "modes",
@@ -66,7 +68,7 @@ def summary_table(df):
     from ganlab.tuning import short_names
 
     swept = [c for c in df.columns if c not in ID_COLUMNS and c != "seed" and "/" not in c]
-    table = df[["trial", *swept, "seed", "status"] + [m for m in SUMMARY_METRICS if m in df.columns]]
+    table = df[["trial", *swept, "seed", "status", "verdict"] + [m for m in SUMMARY_METRICS if m in df.columns]]
     return table.rename(columns={**short_names(swept), **SUMMARY_METRICS})
 
 

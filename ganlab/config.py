@@ -288,6 +288,37 @@ class DiagnosticsConfig(_Strict):
     )
 
 
+class VerdictConfig(_Strict):
+    """Thresholds of the stability verdict (rules in ``ganlab.verdict``, applied to the latest logged window).
+
+    Accuracies are D's interval-mean accuracy on real and on generated samples (sign-based for critics).
+    """
+
+    converged_gap: float = Field(
+        0.3, ge=0, description="converged needs |acc_real - 1/2| + |acc_fake - 1/2| at most this"
+    )
+    converged_loss_std: float = Field(
+        0.05, ge=0, description="converged needs the D loss's sliding-window std at most this (settled)"
+    )
+    converged_distance: float = Field(
+        1e-2, gt=0, description="Dirac-GAN: converged when ||(theta, psi)|| is at most this"
+    )
+    diverged_distance_factor: float = Field(
+        1.5, gt=1, description="Dirac-GAN: diverged when ||(theta, psi)|| exceeds its first value by this factor"
+    )
+    d_dominates_acc: float = Field(
+        0.95, gt=0.5, le=1, description="d_dominates when D's accuracy on real and on fake both reach this"
+    )
+    g_dominates_acc_fake: float = Field(
+        0.05, ge=0, lt=0.5, description="g_dominates when D's accuracy on generated samples falls to this"
+    )
+    mode_collapse_fraction: float = Field(
+        0.5, gt=0, le=1, description="mode_collapse when fewer than this fraction of the data's modes are covered"
+    )
+    explode_loss: float = Field(1e4, gt=0, description="diverged when |loss| exceeds this")
+    explode_grad: float = Field(1e5, gt=0, description="diverged when a player's gradient norm exceeds this")
+
+
 class TrialConfig(_Strict):
     """One training run, fully specified. The ``trial:`` block of a study file and ``ganlab train`` use it."""
 
@@ -301,6 +332,7 @@ class TrialConfig(_Strict):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    verdict: VerdictConfig = Field(default_factory=VerdictConfig)
 
     @model_validator(mode="before")
     @classmethod
@@ -332,8 +364,8 @@ class TrialConfig(_Strict):
 
     def trajectory_digest(self) -> str:
         """Digest of everything that shapes the training trajectory; ``train`` (length, cadences) and
-        ``diagnostics`` may change on resume, nothing else may."""
-        d = self.model_dump(mode="json", exclude={"train", "diagnostics", "device"})
+        ``diagnostics`` and ``verdict`` may change on resume, nothing else may."""
+        d = self.model_dump(mode="json", exclude={"train", "diagnostics", "verdict", "device"})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

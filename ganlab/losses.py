@@ -14,12 +14,20 @@ G loss) is minimised by its player.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 # Where D's output separates "real" from "fake": logit 0 (D = 1/2) for the BCE losses, the sign for
 # critics, the midpoint of LSGAN's targets 0 and 1.
 DECISION_THRESHOLD = {"least_squares": 0.5}
+
+# Losses whose D is a critic (no probability): accuracy is sign-based and reported as ``acc_sign/*``.
+CRITICS = ("wgan", "wgan_gp", "hinge")
+
+# (D loss, G loss) at the equilibrium D = 1/2 everywhere (Goodfellow et al. 2014), where they apply.
+EQUILIBRIUM_LOSS = {"minimax": (2 * math.log(2), -math.log(2)), "non_saturating": (2 * math.log(2), math.log(2))}
 
 
 def decision_threshold(name: str) -> float:

@@ -33,6 +33,7 @@ TAG_STUDY = "ganlab.study"
 TAG_KIND = "ganlab.kind"  # "study" for parent runs, "trial" for child runs
 TAG_TRIAL_ID = "ganlab.trial_id"
 TAG_SEED = "ganlab.seed"
+TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
 TAG_SWEPT = "ganlab.swept"  # JSON list of swept dotted keys, on the parent run
 TAG_PARENT = "mlflow.parentRunId"
 

@@ -10,6 +10,7 @@ resumes to exactly the uninterrupted run.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +22,20 @@ import torch
 
 from ganlab.config import AdamConfig, RmspropConfig, SgdConfig, TrialConfig
 from ganlab.data import GaussianMixture, make_dataset
-from ganlab.diagnostics import Collector, SlidingWindow, d_accuracy, mode_metrics, oscillation
-from ganlab.losses import decision_threshold, discriminator_loss, generator_loss
+from ganlab.diagnostics import (
+    Collector,
+    SlidingWindow,
+    d_accuracy,
+    dominant_period,
+    mode_metrics,
+    oscillation,
+    sliced_wasserstein,
+    zero_crossing_rate,
+)
+from ganlab.losses import CRITICS, EQUILIBRIUM_LOSS, decision_threshold, discriminator_loss, generator_loss
 from ganlab.models import build_models
 from ganlab.regularizers import clip_weights, instance_noise_sigma, wgan_gp_penalty, zero_centered_penalty
+from ganlab.verdict import VerdictTracker
 
 CHECKPOINT_VERSION = 1
 
@@ -33,11 +44,17 @@ class CheckpointMismatch(ValueError):
     """A checkpoint written under a different training configuration: resuming would mix two runs."""
 
 
+SLICED_W_PROJECTIONS = 64  # random directions of the sliced Wasserstein estimate
+
+
 @dataclass(frozen=True)
 class StepReport:
     step: int  # training iterations so far: the x-axis of every metric
     metrics: dict[str, float]
     evaluated: bool  # the metrics include the eval/* figures
+    verdict: str = "oscillating"
+    reason: str = ""
+    stopped: bool = False  # training ended early (diverged): this is the last report
 
 
 def _stream_seeds(seed: int, n: int) -> list[int]:
@@ -60,6 +77,17 @@ def make_optimizer(cfg: AdamConfig | SgdConfig | RmspropConfig, params, lr: floa
     if isinstance(cfg, RmspropConfig):
         return torch.optim.RMSprop(params, lr=lr, alpha=cfg.alpha, momentum=cfg.momentum)
     raise TypeError(f"no optimizer for {type(cfg).__name__}")
+
+
+def _norm(tensors) -> torch.Tensor:
+    tensors = [t for t in tensors if t is not None]
+    if not tensors:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def _flat_params(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -89,9 +117,14 @@ class Trainer:
         self.opt_g = make_optimizer(cfg.optim, self.G.parameters(), cfg.optim.lr_g, "g")
         self.opt_d = make_optimizer(cfg.optim, self.D.parameters(), cfg.optim.lr_d, "d")
         self.threshold = decision_threshold(cfg.loss.name)
+        # Critics have no probability: their accuracy is the sign of the output, and is named so.
+        self.acc = "acc_sign" if cfg.loss.name in CRITICS else "acc"
         self.stats = Collector()
         self.d_loss_window = SlidingWindow(cfg.diagnostics.window)
         self.g_loss_window = SlidingWindow(cfg.diagnostics.window)
+        self.delta_window = SlidingWindow(cfg.diagnostics.window)  # E D(x) - E D(G(z)) per iteration
+        self._last_params = {"g": _flat_params(self.G), "d": _flat_params(self.D)}
+        self.verdict = VerdictTracker(cfg.verdict, getattr(self.data, "n_modes", None))
         self.iteration = 0
         self.g_steps = 0
         self.d_steps = 0
@@ -133,13 +166,22 @@ class Trainer:
             reg = reg + wgan_gp_penalty(self.D, real_in, fake_in, loss_cfg.gp_weight, loss_cfg.gp_center, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
         (loss + reg).backward()
-        # Accuracy of the D that produced these outputs, i.e. before its update.
-        acc_real, acc_fake = d_accuracy(real_out.detach() - self.threshold, fake_out.detach() - self.threshold)
-        self.stats.report("acc/real", acc_real)
-        self.stats.report("acc/fake", acc_fake)
-        self.stats.report("acc/mean", (acc_real + acc_fake) / 2)
-        self.stats.report("loss/d", loss)
-        self.stats.report("reg/d", reg)
+        # Diagnostics from the outputs this step computed anyway, for the D that produced them (pre-update).
+        real_out, fake_out = real_out.detach(), fake_out.detach()
+        acc_real, acc_fake = d_accuracy(real_out - self.threshold, fake_out - self.threshold)
+        report = self.stats.report
+        report(f"{self.acc}/real", acc_real)
+        report(f"{self.acc}/fake", acc_fake)
+        report(f"{self.acc}/mean", (acc_real + acc_fake) / 2)
+        report("d/out_real", real_out.mean())
+        report("d/out_fake", fake_out.mean())
+        if loss_cfg.name in ("minimax", "non_saturating"):
+            report("d/prob_real", torch.sigmoid(real_out).mean())
+            report("d/prob_fake", torch.sigmoid(fake_out).mean())
+        report("loss/d", loss)
+        report("reg/d", reg)
+        report("grad/d", _norm(p.grad for p in self.D.parameters()))
+        self._delta = real_out.mean() - fake_out.mean()
         return loss.detach()
 
     def discriminator_update(self) -> None:
@@ -156,6 +198,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.stats.report("loss/g", loss)
+        self.stats.report("grad/g", _norm(p.grad for p in self.G.parameters()))
         return loss.detach()
 
     def generator_update(self) -> None:
@@ -197,14 +240,30 @@ class Trainer:
         self.iteration += 1
         self.d_loss_window.push(torch.stack(d_losses).mean())
         self.g_loss_window.push(torch.stack(g_losses).mean())
+        self.delta_window.push(self._delta)
 
     # --- what gets logged ----------------------------------------------------------------------
 
     def log_metrics(self) -> dict[str, float]:
         metrics = self.stats.reduce()
+        real, fake = metrics[f"{self.acc}/real"], metrics[f"{self.acc}/fake"]
+        metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)
+        reference = EQUILIBRIUM_LOSS.get(self.cfg.loss.name)
+        if reference is not None:
+            metrics["eq/loss_d_gap"] = metrics["loss/d"] - reference[0]
+            metrics["eq/loss_g_gap"] = metrics["loss/g"] - reference[1]
         for name, window in (("loss_d", self.d_loss_window), ("loss_g", self.g_loss_window)):
-            for stat, value in oscillation(window.values()).items():
+            values = window.values()
+            for stat, value in oscillation(values).items():
                 metrics[f"osc/{name}_{stat}"] = value
+            metrics[f"osc/{name}_period"] = dominant_period(values)
+        metrics["osc/delta_zcr"] = zero_crossing_rate(self.delta_window.values())
+        for player, model in (("g", self.G), ("d", self.D)):
+            now = _flat_params(model)
+            previous = self._last_params[player]
+            metrics[f"param/{player}"] = float(now.norm())
+            metrics[f"update/{player}"] = float((now - previous).norm() / previous.norm().clamp(min=1e-12))
+            self._last_params[player] = now
         metrics["progress/g_steps"] = float(self.g_steps)
         metrics["progress/d_steps"] = float(self.d_steps)
         metrics["progress/real_samples"] = float(self.d_steps * self.cfg.data.batch_size)
@@ -227,9 +286,14 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        if isinstance(self.data, GaussianMixture):
-            stats = mode_metrics(self.generate(self.cfg.train.eval_samples), self.data, self.cfg.diagnostics.hq_sigmas)
-            out.update({f"eval/{k}": v for k, v in stats.items()})
+        if self.data.kind == "points" and self.cfg.model.name != "dirac":
+            n = self.cfg.train.eval_samples
+            fake = self.generate(n)
+            rng = torch.Generator().manual_seed(self._eval_seed - 1 - self.iteration)
+            out["eval/sliced_w"] = sliced_wasserstein(fake, self.data.sample(n, rng), SLICED_W_PROJECTIONS, rng)
+            if isinstance(self.data, GaussianMixture):
+                stats = mode_metrics(fake, self.data, self.cfg.diagnostics.hq_sigmas)
+                out.update({f"eval/{k}": v for k, v in stats.items()})
         if self.cfg.model.name == "dirac":
             theta, psi = self.eval_generator.theta.item(), self.D.psi.item()
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
@@ -249,7 +313,14 @@ class Trainer:
                 metrics = self.log_metrics() if log_now else {}
                 if eval_now:
                     metrics.update(self.evaluate())
-                yield StepReport(step, metrics, eval_now)
+                verdict, reason = self.verdict.update(metrics)
+                # A non-finite or exploding run cannot recover: stop it here, as diverged, at this step.
+                stop = verdict == "diverged" and not (
+                    self.cfg.model.name == "dirac" and all(math.isfinite(v) for v in metrics.values())
+                )
+                yield StepReport(step, metrics, eval_now or stop, verdict, reason, stop)
+                if stop:
+                    return
 
     # --- checkpoints ---------------------------------------------------------------------------
 
@@ -266,7 +337,10 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "rngs": {name: g.get_state() for name, g in self.rngs.items()},
             "stats": self.stats.state_dict(),
-            "windows": {"d": self.d_loss_window.state_dict(), "g": self.g_loss_window.state_dict()},
+            "windows": {"d": self.d_loss_window.state_dict(), "g": self.g_loss_window.state_dict(),
+                        "delta": self.delta_window.state_dict()},
+            "last_params": self._last_params,
+            "verdict": {"first_distance": self.verdict.first_distance, "latest": self.verdict.latest},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -288,6 +362,10 @@ class Trainer:
         self.stats.load_state_dict(state["stats"])
         self.d_loss_window.load_state_dict(state["windows"]["d"])
         self.g_loss_window.load_state_dict(state["windows"]["g"])
+        self.delta_window.load_state_dict(state["windows"]["delta"])
+        self._last_params = state["last_params"]
+        self.verdict.first_distance = state["verdict"]["first_distance"]
+        self.verdict.latest = dict(state["verdict"]["latest"])
         c = state["counters"]
         self.iteration, self.g_steps, self.d_steps = c["iteration"], c["g_steps"], c["d_steps"]
 

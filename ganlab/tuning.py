@@ -19,7 +19,7 @@ import torch
 from ray import tune
 
 from ganlab.config import StudyConfig, SweepAxis, apply_overrides
-from ganlab.tracking import TAG_SEED, TAG_TRIAL_ID, StudyRun, TrialLogger
+from ganlab.tracking import TAG_SEED, TAG_TRIAL_ID, TAG_VERDICT, StudyRun, TrialLogger
 from ganlab.trainer import Trainer, resolve_device
 
 
@@ -85,8 +85,14 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         for report in Trainer(trial_cfg, device).run():
             logger.log_metrics(report.step, report.metrics)
             if report.evaluated:
+                tags = {TAG_VERDICT: report.verdict, "ganlab.verdict_reason": report.reason}
+                if report.stopped:
+                    tags["ganlab.stop_reason"] = f"diverged at iteration {report.step}: {report.reason}"
+                logger.set_tags(tags)  # the verdict is kept up to date while the trial runs
                 logger.flush()
-                tune.report({"step": report.step, **report.metrics})
+                # Non-finite values never reach Tune (searchers choke on NaN); `diverged` says what happened.
+                finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
+                tune.report({"step": report.step, "verdict": report.verdict, "diverged": int(report.stopped), **finite})
         status = "FINISHED"
     except (SystemExit, KeyboardInterrupt):
         status = "KILLED"  # a scheduler stop arrives as SystemExit from tune.report
@@ -120,8 +126,9 @@ class ProgressPrinter(tune.Callback):
         modes_txt += f" | |(theta, psi)| {dist:.3g}" if dist is not None else ""
         self._print(
             f"{describe(trial.config['overrides']):<28} step {result['step']:>6}/{self.total_steps}"
-            f" | D acc real {result.get('acc/real', math.nan):.2f} fake {result.get('acc/fake', math.nan):.2f}"
-            f"{modes_txt} | {self._counts(trials)}"
+            f" | D acc real {result.get('acc/real', result.get('acc_sign/real', math.nan)):.2f}"
+            f" fake {result.get('acc/fake', result.get('acc_sign/fake', math.nan)):.2f}"
+            f"{modes_txt} | {result.get('verdict', '')} | {self._counts(trials)}"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
