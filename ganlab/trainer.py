@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ganlab.classifier import digit_classifier
 from ganlab.config import AdamConfig, RmspropConfig, SgdConfig, TrialConfig
 from ganlab.data import GaussianMixture, make_dataset
 from ganlab.diagnostics import (
     Collector,
     SlidingWindow,
     d_accuracy,
+    digit_metrics,
     dominant_period,
     mode_metrics,
     oscillation,
@@ -124,7 +126,8 @@ class Trainer:
         self.g_loss_window = SlidingWindow(cfg.diagnostics.window)
         self.delta_window = SlidingWindow(cfg.diagnostics.window)  # E D(x) - E D(G(z)) per iteration
         self._last_params = {"g": _flat_params(self.G), "d": _flat_params(self.D)}
-        self.verdict = VerdictTracker(cfg.verdict, getattr(self.data, "n_modes", None))
+        n_modes = {"digits": 10, "stacked_digits": 1000}.get(cfg.data.name, getattr(self.data, "n_modes", None))
+        self.verdict = VerdictTracker(cfg.verdict, n_modes)
         self.iteration = 0
         self.g_steps = 0
         self.d_steps = 0
@@ -294,6 +297,12 @@ class Trainer:
             if isinstance(self.data, GaussianMixture):
                 stats = mode_metrics(fake, self.data, self.cfg.diagnostics.hq_sigmas)
                 out.update({f"eval/{k}": v for k, v in stats.items()})
+        if self.cfg.data.name in ("digits", "stacked_digits"):
+            n = self.cfg.train.eval_samples
+            rng = torch.Generator().manual_seed(self._eval_seed - 1 - self.iteration)
+            stats = digit_metrics(self.generate(n), self.data.sample(n, rng), digit_classifier(),
+                                  stacked=self.cfg.data.name == "stacked_digits")
+            out.update({f"eval/{k}": v for k, v in stats.items()})
         if self.cfg.model.name == "dirac":
             theta, psi = self.eval_generator.theta.item(), self.D.psi.item()
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
