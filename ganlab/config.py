@@ -280,6 +280,9 @@ class TrainConfig(_Strict):
 
 
 class DiagnosticsConfig(_Strict):
+    per_step: bool = Field(
+        True, description="per-step diagnostics (accuracies, D outputs, gradient norms); off leaves only the losses"
+    )
     window: int = Field(
         200, gt=1, description="iterations in the sliding window of the loss-oscillation statistics"
     )

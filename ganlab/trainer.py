@@ -169,6 +169,11 @@ class Trainer:
             reg = reg + wgan_gp_penalty(self.D, real_in, fake_in, loss_cfg.gp_weight, loss_cfg.gp_center, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
         (loss + reg).backward()
+        self.stats.report("loss/d", loss)
+        self.stats.report("reg/d", reg)
+        self._delta = real_out.detach().mean() - fake_out.detach().mean()
+        if not self.cfg.diagnostics.per_step:
+            return loss.detach()
         # Diagnostics from the outputs this step computed anyway, for the D that produced them (pre-update).
         real_out, fake_out = real_out.detach(), fake_out.detach()
         acc_real, acc_fake = d_accuracy(real_out - self.threshold, fake_out - self.threshold)
@@ -181,10 +186,7 @@ class Trainer:
         if loss_cfg.name in ("minimax", "non_saturating"):
             report("d/prob_real", torch.sigmoid(real_out).mean())
             report("d/prob_fake", torch.sigmoid(fake_out).mean())
-        report("loss/d", loss)
-        report("reg/d", reg)
         report("grad/d", _norm(p.grad for p in self.D.parameters()))
-        self._delta = real_out.mean() - fake_out.mean()
         return loss.detach()
 
     def discriminator_update(self) -> None:
@@ -201,7 +203,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.stats.report("loss/g", loss)
-        self.stats.report("grad/g", _norm(p.grad for p in self.G.parameters()))
+        if self.cfg.diagnostics.per_step:
+            self.stats.report("grad/g", _norm(p.grad for p in self.G.parameters()))
         return loss.detach()
 
     def generator_update(self) -> None:
@@ -249,8 +252,9 @@ class Trainer:
 
     def log_metrics(self) -> dict[str, float]:
         metrics = self.stats.reduce()
-        real, fake = metrics[f"{self.acc}/real"], metrics[f"{self.acc}/fake"]
-        metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)
+        if f"{self.acc}/real" in metrics:
+            real, fake = metrics[f"{self.acc}/real"], metrics[f"{self.acc}/fake"]
+            metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)
         reference = EQUILIBRIUM_LOSS.get(self.cfg.loss.name)
         if reference is not None:
             metrics["eq/loss_d_gap"] = metrics["loss/d"] - reference[0]
