@@ -286,6 +286,9 @@ class DiagnosticsConfig(_Strict):
     window: int = Field(
         200, gt=1, description="iterations in the sliding window of the loss-oscillation statistics"
     )
+    jacobian: bool = Field(
+        False, description="at eval steps, eigenvalues of the game's Jacobian (costly: Hessian-vector products)"
+    )
     hq_sigmas: float = Field(
         3.0, gt=0, description="a sample is high quality within this many sigmas of its nearest mode (VEEGAN: 3)"
     )

@@ -34,6 +34,7 @@ from ganlab.diagnostics import (
     sliced_wasserstein,
     zero_crossing_rate,
 )
+from ganlab.equilibrium import jacobian_eigenvalues, spectrum_metrics
 from ganlab.losses import CRITICS, EQUILIBRIUM_LOSS, decision_threshold, discriminator_loss, generator_loss
 from ganlab.models import build_models
 from ganlab.regularizers import clip_weights, instance_noise_sigma, wgan_gp_penalty, zero_centered_penalty
@@ -149,6 +150,21 @@ class Trainer:
 
     # --- one player's gradient, and its update --------------------------------------------------
 
+    def discriminator_objective(self, real_in: torch.Tensor, fake_in: torch.Tensor, rng: torch.Generator):
+        """D's loss and regularizer on given inputs: (loss, reg, D(real), D(fake)). Shared by the training
+        step and the equilibrium diagnostics, so both analyse exactly the objective that is optimised."""
+        reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
+        real_out, fake_out = self.D(real_in), self.D(fake_in)
+        loss = discriminator_loss(loss_cfg.name, real_out, fake_out)
+        reg = torch.zeros((), device=self.device)
+        if reg_cfg.r1 > 0:
+            reg = reg + zero_centered_penalty(real_out, real_in, reg_cfg.r1)
+        if reg_cfg.r2 > 0:
+            reg = reg + zero_centered_penalty(fake_out, fake_in, reg_cfg.r2)
+        if loss_cfg.name == "wgan_gp":
+            reg = reg + wgan_gp_penalty(self.D, real_in, fake_in, loss_cfg.gp_weight, loss_cfg.gp_center, rng)
+        return loss, reg, real_out, fake_out
+
     def discriminator_grads(self) -> torch.Tensor:
         """D's loss and regularizers at the current (G, D), gradients left in D's ``.grad``."""
         reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
@@ -158,15 +174,7 @@ class Trainer:
         real_in, fake_in = self._noisy(self._real()), self._noisy(fake)
         real_in.requires_grad_(reg_cfg.r1 > 0)
         fake_in.requires_grad_(reg_cfg.r2 > 0)
-        real_out, fake_out = self.D(real_in), self.D(fake_in)
-        loss = discriminator_loss(loss_cfg.name, real_out, fake_out)
-        reg = torch.zeros((), device=self.device)
-        if reg_cfg.r1 > 0:
-            reg = reg + zero_centered_penalty(real_out, real_in, reg_cfg.r1)
-        if reg_cfg.r2 > 0:
-            reg = reg + zero_centered_penalty(fake_out, fake_in, reg_cfg.r2)
-        if loss_cfg.name == "wgan_gp":
-            reg = reg + wgan_gp_penalty(self.D, real_in, fake_in, loss_cfg.gp_weight, loss_cfg.gp_center, self.rngs["noise"])
+        loss, reg, real_out, fake_out = self.discriminator_objective(real_in, fake_in, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
         (loss + reg).backward()
         self.stats.report("loss/d", loss)
@@ -307,11 +315,29 @@ class Trainer:
             stats = digit_metrics(self.generate(n), self.data.sample(n, rng), digit_classifier(),
                                   stacked=self.cfg.data.name == "stacked_digits")
             out.update({f"eval/{k}": v for k, v in stats.items()})
+        if self.cfg.diagnostics.jacobian:
+            out.update(self._jacobian_metrics())
         if self.cfg.model.name == "dirac":
             theta, psi = self.eval_generator.theta.item(), self.D.psi.item()
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
                         "eval/dirac_distance": (theta**2 + psi**2) ** 0.5})
         return out
+
+    def _jacobian_metrics(self) -> dict[str, float]:
+        """Spectrum of the game's Jacobian on a fixed eval batch. Forward passes in training mode move
+        batch-norm statistics and spectral-norm vectors: they are restored, so evaluating never changes
+        the training trajectory."""
+        buffers = [b for m in (self.G, self.D) for b in m.buffers()]
+        saved = [b.clone() for b in buffers]
+        rng = torch.Generator().manual_seed(self._eval_seed + 7 + self.iteration)
+        n = self.cfg.data.batch_size
+        try:
+            eigenvalues = jacobian_eigenvalues(self, self.data.sample(n, rng).to(self.device), self._latents(n, rng))
+        finally:
+            with torch.no_grad():
+                for b, v in zip(buffers, saved):
+                    b.copy_(v)
+        return {f"eval/{k}": v for k, v in spectrum_metrics(eigenvalues).items()}
 
     def run(self, stop_at: int | None = None) -> Iterator[StepReport]:
         """Train from the current iteration to ``train.steps`` (or ``stop_at``), yielding at log/eval steps."""
