@@ -1,4 +1,4 @@
-"""``ganlab`` command line: run, validate, ui.
+"""``ganlab`` command line: run, validate, train, ui.
 
 Input errors exit with code 2 and one paragraph naming the file and key, before Ray starts and before
 anything is written to MLflow.
@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -199,6 +200,12 @@ def _serve(cmd: list[str]) -> int:
             pass
 
 
+# --- ganlab train: one run without Ray --------------------------------------------------------------
+
+SAMPLE_IMAGES = 64  # images in each sample grid
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 def _trial_overrides(sets: list[str]) -> dict:
     """``--set optim.lr_g=1e-3`` pairs, values read as YAML (numbers, lists and strings all work)."""
     import yaml
@@ -214,31 +221,76 @@ def _trial_overrides(sets: list[str]) -> dict:
         try:
             out[key.strip()] = yaml.load(text, Loader=_StrictLoader)
         except yaml.YAMLError:
-            raise ConfigError(None, f"--set {key}", f"the value {text!r} is not valid YAML.") from None
+            raise ConfigError(None, f"--set {key.strip()}", f"the value {text!r} is not valid YAML.") from None
+    return out
+
+
+def load_trial(path: Path, sets: list[str]):
+    """The trial config in ``path`` (a study file: its ``trial:`` block) with the ``--set`` overrides applied.
+
+    Errors name the key as the user wrote it: ``--set optim.lr_g`` for an override, ``trial.optim.lr_g``
+    for a study file's own value."""
+    from ganlab.config import apply_overrides, read_yaml
+
+    raw = read_yaml(path)
+    prefix = ""
+    if "trial" in raw:  # a whole study file: train its trial block
+        if not isinstance(raw["trial"], dict):
+            raise ConfigError(path, "trial", "a study file's trial block must be a mapping of keys.")
+        raw, prefix = raw["trial"], "trial."
+    try:
+        overrides = _trial_overrides(sets)
+    except ConfigError as e:
+        raise ConfigError(path, e.key, e.message) from None
+    try:
+        return apply_overrides(raw, overrides)
+    except ConfigError as e:
+        key = e.key or ""
+        by_set = next((k for k in overrides if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
+        raise ConfigError(path, f"--set {by_set}" if by_set else prefix + key if key else None, e.message) from None
+
+
+def _use_all_cpus() -> None:
+    """This run is the machine's only job: one torch thread per CPU we may use, unless the user limited
+    threads through the environment (then torch's default, which honours it, stays)."""
+    if any(os.environ.get(v) for v in THREAD_ENV):
+        return
+    import torch
+
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    torch.set_num_threads(max(1, n))
+
+
+def _checkpoint_stops(start: int, steps: int, every: int) -> list[int]:
+    """Iterations at which to pause and checkpoint (every ``every``), ending with ``steps``."""
+    if not every:
+        return [steps]
+    return [*range((start // every + 1) * every, steps, every), steps]
+
+
+def _latest(rows: list[dict]) -> dict:
+    """Each metric's latest finite value (eval/* metrics are only in the rows of eval steps)."""
+    out: dict = {}
+    for row in rows:
+        out.update({k: v for k, v in row.items() if isinstance(v, (int, float)) and v == v})
     return out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ganlab.config import apply_overrides, read_yaml
-
     config_path = Path(args.config)
     try:
-        raw = read_yaml(config_path)
-        if isinstance(raw.get("trial"), dict):  # a whole study file: train its trial block
-            raw = raw["trial"]
-        try:
-            cfg = apply_overrides(raw, _trial_overrides(args.set))
-        except ConfigError as e:
-            raise ConfigError(config_path, e.key, e.message) from None
+        cfg = load_trial(config_path, args.set)
     except ConfigError as e:
         return _fail(str(e))
-    out = Path(args.out or Path("runs") / config_path.stem)
+    out = Path(args.out) if args.out else Path("runs") / config_path.stem
     checkpoint = out / "checkpoint.pt"
     if args.resume and not checkpoint.is_file():
-        return _fail(f"--resume: there is no checkpoint at {checkpoint}; run without --resume to start.")
-    if not args.resume and out.exists() and any(out.iterdir()):
-        return _fail(f"{out} already holds a run. Pass --resume to continue it, or --out DIR for a new one.")
+        return _fail(f"--resume: there is no checkpoint at {checkpoint}; run without --resume to start a run there.")
+    if not args.resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        return _fail(f"{out} already holds a run. Pass --resume to continue it, or --out DIR to start a new "
+                     "run in another folder.")
 
+    _use_all_cpus()
     import pandas as pd
     import yaml
     from tqdm import tqdm
@@ -247,61 +299,111 @@ def cmd_train(args: argparse.Namespace) -> int:
     from ganlab.data import GaussianMixture
     from ganlab.trainer import CheckpointMismatch, Trainer
 
-    trainer = Trainer(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except (ValueError, RuntimeError) as e:  # e.g. images a DCGAN cannot take, CUDA asked for but absent
+        return _fail(f"Cannot train the config in '{config_path}': {e}.")
     rows: list[dict] = []
     if args.resume:
         try:
             trainer.load(checkpoint)
         except CheckpointMismatch as e:
             return _fail(f"Cannot resume {out}: {e}.")
-        if (out / "metrics.csv").is_file():
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign file: the user's to replace
+            return _fail(f"Cannot read the checkpoint {checkpoint}: {type(e).__name__}: {e}.")
+        if (out / "metrics.csv").is_file():  # rows after the checkpoint (an interrupted run) are redone
             old = pd.read_csv(out / "metrics.csv")
             rows = old[old["step"] <= trainer.iteration].to_dict("records")
+        if trainer.iteration >= cfg.train.steps:
+            print(f"{out} is already at iteration {trainer.iteration} (train.steps = {cfg.train.steps}): nothing to "
+                  f"train. Raise it to continue, e.g. --set train.steps={2 * trainer.iteration} --resume.")
+            return 0
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+    t, acc = cfg.train, trainer.acc  # critics log sign accuracies as acc_sign/*
 
     def save_samples(step: int) -> None:
         name = out / "samples" / f"step_{step:06d}.png"
         if trainer.data.kind == "images":
-            plots.image_grid(trainer.generate(64), name, title=f"step {step}")
+            plots.image_grid(trainer.generate(SAMPLE_IMAGES), name, title=f"step {step}")
         else:
             means = trainer.data.means if isinstance(trainer.data, GaussianMixture) else None
-            plots.scatter(trainer.generate(min(cfg.train.eval_samples, 2500)), name, means, title=f"step {step}")
+            plots.scatter(trainer.generate(t.eval_samples), name, means, title=f"step {step}")
 
-    t = cfg.train
-    start_iter, t0 = trainer.iteration, time.perf_counter()
-    bar = tqdm(total=t.steps, initial=trainer.iteration, unit="it", dynamic_ncols=True, file=sys.stderr)
+    def save_metrics() -> None:
+        pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+
+    # Ctrl-C: finish the iteration, checkpoint at the next logged step (a state mid-iteration would not
+    # resume exactly); a second Ctrl-C aborts at once and keeps the last checkpoint.
+    stop_requested: list[bool] = []
+
+    def on_sigint(*_: object) -> None:
+        stop_requested.append(True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        print("\nganlab: stopping at the next logged step to save a checkpoint (Ctrl-C again: stop now, "
+              "keep the last checkpoint).", file=sys.stderr)
+
+    handle_sigint = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGINT, on_sigint) if handle_sigint else None
+    start, t0, last = trainer.iteration, time.perf_counter(), None
+    bar = tqdm(total=t.steps, initial=start, unit="it", dynamic_ncols=True, file=sys.stderr)
     try:
-        for report in trainer.run():
-            bar.update(report.step - bar.n)
-            rows.append({"step": report.step, **report.metrics})
-            m = report.metrics
-            if "acc/real" in m:
-                bar.set_postfix_str(f"D acc real {m['acc/real']:.2f} fake {m['acc/fake']:.2f} "
-                                    f"loss D {m['loss/d']:.3f} G {m['loss/g']:.3f}")
-            if report.evaluated:
-                save_samples(report.step)
-                pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
-            if t.checkpoint_every and report.step % t.checkpoint_every == 0:
+        for stop in _checkpoint_stops(start, t.steps, t.checkpoint_every):
+            for report in trainer.run(stop_at=stop):
+                last = report
+                bar.update(report.step - bar.n)
+                rows.append({"step": report.step, **report.metrics})
+                m = report.metrics
+                if f"{acc}/real" in m:
+                    bar.set_postfix_str(f"D acc real {m[f'{acc}/real']:.2f} fake {m[f'{acc}/fake']:.2f} "
+                                        f"loss D {m['loss/d']:.3f} G {m['loss/g']:.3f}")
+                if report.evaluated:
+                    save_samples(report.step)
+                    save_metrics()
+                if stop_requested:
+                    break
+            bar.update(trainer.iteration - bar.n)
+            if stop_requested or (last is not None and last.stopped):
+                break
+            if stop < t.steps:
+                save_metrics()
                 trainer.save(checkpoint)
     except KeyboardInterrupt:
         bar.close()
-        trainer.save(checkpoint)
-        pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
-        print(f"Interrupted at iteration {trainer.iteration}; continue with: ganlab train {args.config} "
+        save_metrics()
+        print(f"ganlab: aborted at iteration {trainer.iteration}; {checkpoint} "
+              f"{'holds the last checkpoint' if checkpoint.is_file() else 'was never written'}.", file=sys.stderr)
+        return 130
+    finally:
+        if handle_sigint:
+            signal.signal(signal.SIGINT, previous_handler)
+    bar.close()
+    save_metrics()
+    trainer.save(checkpoint)
+    plots.curves(rows, out / "curves.png", [f"{acc}/real", f"{acc}/fake", "loss/d", "loss/g"])
+    elapsed = time.perf_counter() - t0
+    if stop_requested:
+        print(f"ganlab: interrupted at iteration {trainer.iteration}; continue with: ganlab train {args.config} "
               f"--out {out} --resume", file=sys.stderr)
         return 130
-    bar.close()
-    trainer.save(checkpoint)
-    pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
-    plots.curves(rows, out / "curves.png", ["acc/real", "acc/fake", "loss/d", "loss/g"])
-    elapsed = time.perf_counter() - t0
-    done = trainer.iteration - start_iter
-    final = {k: v for k, v in rows[-1].items() if k != "step"} if rows else {}
-    print(f"Trained {done} iterations in {elapsed:.1f} s ({1000 * elapsed / max(done, 1):.2f} ms/iteration) "
-          f"on {trainer.device}. Output: {out}")
-    for k in sorted(final):
-        print(f"  {k:<24} {final[k]:.4g}")
+
+    done = trainer.iteration - start
+    print(f"Trained {done} iterations ({start} -> {trainer.iteration}) on {trainer.device} in {elapsed:.1f} s wall "
+          f"time: {elapsed / max(done, 1):.4f} s/iteration.")
+    if last is not None and last.stopped:
+        print(f"Stopped early at iteration {last.step}: {last.verdict} ({last.reason}).")
+    latest = _latest(rows)
+    headline = [f"{acc}/real", f"{acc}/fake", "loss/d", "loss/g", "eq/acc_gap", "osc/loss_d_std",
+                *sorted(k for k in latest if k.startswith("eval/"))]
+    print(f"Final metrics (iteration {trainer.iteration}):")
+    for k in headline:
+        if k in latest:
+            print(f"  {k:<22} {latest[k]:.4g}")
+    if last is not None:
+        print(f"Verdict: {last.verdict}" + (f" ({last.reason})" if last.reason else ""))
+    print(f"Output: {out}  (config.yaml, metrics.csv with all {len(latest) - 1} metrics, samples/, curves.png, "
+          "checkpoint.pt)")
     return 0
 
 

@@ -289,6 +289,13 @@ class DiagnosticsConfig(_Strict):
     jacobian: bool = Field(
         False, description="at eval steps, eigenvalues of the game's Jacobian (costly: Hessian-vector products)"
     )
+    duality_gap: bool = Field(False, description="at eval steps, a duality-gap estimate (Grnarova et al. 2019; costly)")
+    duality_gap_steps: int = Field(50, gt=0, description="optimiser steps of each inner best-response problem")
+    duality_gap_lr: float = Field(1e-3, gt=0, description="learning rate of the inner problems (Adam; SGD in a box)")
+    duality_gap_box: float = Field(
+        0.0, ge=0, description="bound every parameter to [-box, box] in the inner problems (0: unbounded); the "
+        "Dirac-GAN's gap is infinite without one"
+    )
     hq_sigmas: float = Field(
         3.0, gt=0, description="a sample is high quality within this many sigmas of its nearest mode (VEEGAN: 3)"
     )

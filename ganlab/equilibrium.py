@@ -65,3 +65,41 @@ def spectrum_metrics(eigenvalues: np.ndarray) -> dict[str, float]:
         "jac_max_imag": float(np.abs(eigenvalues.imag).max()),
         "jac_rotation": float(abs(lead.imag) / max(abs(lead.real), 1e-12)),
     }
+
+
+def duality_gap(trainer, real: torch.Tensor, z: torch.Tensor, steps: int, lr: float,
+                box: float | None = None) -> float:
+    """Grnarova et al. 2019: DG = max_v' M(u, v') - min_u' M(u', v) >= 0, 0 exactly at a Nash equilibrium,
+    with M(u, v) = -L_D (D's objective without regularizers). Each inner problem is solved approximately by
+    ``steps`` of (projected, when ``box`` bounds every parameter) gradient steps on copies of the players,
+    so the estimate approaches the true gap from below. Costly: opt-in, at eval steps only."""
+    import copy
+
+    from ganlab.losses import discriminator_loss
+
+    name = trainer.cfg.loss.name
+
+    def objective(G, D) -> torch.Tensor:
+        return -discriminator_loss(name, D(real), D(G(z)))
+
+    def best_response(player: torch.nn.Module, value, sign: float) -> float:
+        opt = torch.optim.Adam(player.parameters(), lr=lr) if box is None else torch.optim.SGD(player.parameters(), lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            (sign * value()).backward()
+            opt.step()
+            if box is not None:
+                with torch.no_grad():
+                    for p in player.parameters():
+                        p.clamp_(-box, box)
+        with torch.no_grad():
+            return float(value())
+
+    G, D = copy.deepcopy(trainer.G).train(), copy.deepcopy(trainer.D).train()
+    for p in (*G.parameters(), *D.parameters()):
+        p.requires_grad_(True)
+    D_worst = copy.deepcopy(D)
+    best_d = best_response(D_worst, lambda: objective(G, D_worst), sign=-1.0)  # D maximises M
+    G_worst = copy.deepcopy(G)
+    best_g = best_response(G_worst, lambda: objective(G_worst, D), sign=+1.0)  # G minimises M
+    return best_d - best_g

@@ -34,7 +34,7 @@ from ganlab.diagnostics import (
     sliced_wasserstein,
     zero_crossing_rate,
 )
-from ganlab.equilibrium import jacobian_eigenvalues, spectrum_metrics
+from ganlab.equilibrium import duality_gap, jacobian_eigenvalues, spectrum_metrics
 from ganlab.losses import CRITICS, EQUILIBRIUM_LOSS, decision_threshold, discriminator_loss, generator_loss
 from ganlab.models import build_models
 from ganlab.regularizers import clip_weights, instance_noise_sigma, wgan_gp_penalty, zero_centered_penalty
@@ -317,6 +317,12 @@ class Trainer:
             out.update({f"eval/{k}": v for k, v in stats.items()})
         if self.cfg.diagnostics.jacobian:
             out.update(self._jacobian_metrics())
+        if self.cfg.diagnostics.duality_gap:
+            d = self.cfg.diagnostics
+            rng = torch.Generator().manual_seed(self._eval_seed + 11 + self.iteration)
+            n = self.cfg.data.batch_size
+            out["eval/duality_gap"] = duality_gap(self, self.data.sample(n, rng).to(self.device), self._latents(n, rng),
+                                                  d.duality_gap_steps, d.duality_gap_lr, d.duality_gap_box or None)
         if self.cfg.model.name == "dirac":
             theta, psi = self.eval_generator.theta.item(), self.D.psi.item()
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,

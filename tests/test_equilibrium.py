@@ -66,3 +66,46 @@ def test_jacobian_at_eval_steps_does_not_change_training():
     assert "eval/jac_max_real" in with_jac[1] and "eval/jac_max_imag" in with_jac[-1]
     for a, b in zip(plain, with_jac):
         assert a["loss/d"] == b["loss/d"] and a["loss/g"] == b["loss/g"]
+
+
+@pytest.mark.parametrize(
+    "theta, psi, expected",
+    [(0.5, 0.0, 0.21907), (0.0, 0.5, 0.28093), (0.3, -0.7, 0.548831), (-1.0, 1.0, 1.0)],
+)
+def test_duality_gap_matches_the_dirac_closed_form(theta, psi, expected):
+    # Box |theta|, |psi| <= c = 1: DG_c = log(1 + e^{c|psi|}) - log(1 + e^{-c|theta|}) (science.md sec. 3.3).
+    from ganlab.equilibrium import duality_gap
+
+    t = Trainer(parse_trial({"data": {"name": "dirac"}, "model": {"name": "dirac", "theta0": theta, "psi0": psi},
+                             "loss": {"name": "minimax"}, "device": "cpu"}))
+    before = (t.G.theta.item(), t.D.psi.item())
+    got = duality_gap(t, torch.zeros(8, 1), torch.zeros(8, 1), steps=200, lr=0.5, box=1.0)
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert (t.G.theta.item(), t.D.psi.item()) == before  # the players themselves are untouched
+
+
+def test_duality_gap_zero_at_equilibrium_and_falls_along_an_r1_trajectory():
+    from ganlab.equilibrium import duality_gap
+
+    base = {"data": {"name": "dirac"}, "loss": {"name": "minimax"}, "device": "cpu",
+            "optim": {"name": "sgd", "lr_g": 0.2}, "schedule": {"mode": "simultaneous"}}
+    at_eq = Trainer(parse_trial({**base, "model": {"name": "dirac", "theta0": 0.0, "psi0": 0.0}}))
+    assert duality_gap(at_eq, torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0) == pytest.approx(0, abs=1e-6)
+    t = Trainer(parse_trial({**base, "model": {"name": "dirac", "theta0": 1.0, "psi0": -1.0},
+                             "regularizer": {"r1": 0.3}}))
+    gaps = []
+    for _ in range(4):
+        gaps.append(duality_gap(t, torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0))
+        for _ in range(100):
+            t.train_step()
+    assert all(a > b for a, b in zip(gaps, gaps[1:]))
+
+
+def test_duality_gap_at_eval_steps_leaves_training_alone():
+    base = {"data": {"name": "ring8", "batch_size": 32}, "model": {"width": 8, "depth": 2, "norm": "batch"},
+            "train": {"steps": 40, "log_every": 10, "eval_every": 20}}
+    plain = [r.metrics for r in Trainer(parse_trial(base)).run()]
+    with_dg = [r.metrics for r in Trainer(parse_trial({**base, "diagnostics": {"duality_gap": True,
+                                                                               "duality_gap_steps": 5}})).run()]
+    assert with_dg[1]["eval/duality_gap"] >= 0 and "eval/duality_gap" in with_dg[-1]
+    assert [m["loss/d"] for m in plain] == [m["loss/d"] for m in with_dg]
