@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -53,11 +54,15 @@ def _plan(study: StudyConfig) -> str:
     )
 
 
+def _study_error(e: ConfigError) -> int:
+    return _fail(f"{e} `ganlab validate FILE` checks a study without starting anything.")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
         study = load_study(args.study)
     except ConfigError as e:
-        return _fail(str(e))
+        return _study_error(e)
     print(_plan(study))
     print(json.dumps(study.search_space(), indent=2))
     return 0
@@ -77,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         study = load_study(args.study)
     except ConfigError as e:
-        return _fail(str(e))
+        return _study_error(e)
     from ganlab.tracking import TAG_SWEPT, end_run, resolve_tracking_uri, start_study_run
 
     try:
@@ -269,10 +274,10 @@ def _checkpoint_stops(start: int, steps: int, every: int) -> list[int]:
 
 
 def _latest(rows: list[dict]) -> dict:
-    """Each metric's latest finite value (eval/* metrics are only in the rows of eval steps)."""
+    """Each metric's latest value (eval/* metrics are only in the rows of eval steps; NaN marks a gap)."""
     out: dict = {}
     for row in rows:
-        out.update({k: v for k, v in row.items() if isinstance(v, (int, float)) and v == v})
+        out.update({k: v for k, v in row.items() if k != "step" and v == v})
     return out
 
 
@@ -287,8 +292,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and not checkpoint.is_file():
         return _fail(f"--resume: there is no checkpoint at {checkpoint}; run without --resume to start a run there.")
     if not args.resume and out.exists() and (not out.is_dir() or any(out.iterdir())):
-        return _fail(f"{out} already holds a run. Pass --resume to continue it, or --out DIR to start a new "
-                     "run in another folder.")
+        if checkpoint.is_file():
+            return _fail(f"{out} already holds a run. Pass --resume to continue it, or --out DIR to start a new "
+                         "run in another folder.")
+        return _fail(f"{out} is not empty but holds no checkpoint to resume from (a run that stopped before its "
+                     "first checkpoint?). Delete it, or pass --out DIR to start the run in another folder.")
 
     _use_all_cpus()
     import pandas as pd
@@ -311,9 +319,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             return _fail(f"Cannot resume {out}: {e}.")
         except Exception as e:  # noqa: BLE001 - a truncated or foreign file: the user's to replace
             return _fail(f"Cannot read the checkpoint {checkpoint}: {type(e).__name__}: {e}.")
-        if (out / "metrics.csv").is_file():  # rows after the checkpoint (an interrupted run) are redone
+        try:  # rows after the checkpoint (an interrupted run) are redone
             old = pd.read_csv(out / "metrics.csv")
             rows = old[old["step"] <= trainer.iteration].to_dict("records")
+        except (FileNotFoundError, pd.errors.EmptyDataError, KeyError):
+            pass  # the run was stopped before its first logged step
         if trainer.iteration >= cfg.train.steps:
             print(f"{out} is already at iteration {trainer.iteration} (train.steps = {cfg.train.steps}): nothing to "
                   f"train. Raise it to continue, e.g. --set train.steps={2 * trainer.iteration} --resume.")
@@ -332,7 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             plots.scatter(trainer.generate(t.eval_samples), name, means, title=f"step {step}")
 
     def save_metrics() -> None:
-        pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+        if rows:  # a checkpoint may come before the first logged step
+            pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
 
     # Ctrl-C: finish the iteration, checkpoint at the next logged step (a state mid-iteration would not
     # resume exactly); a second Ctrl-C aborts at once and keeps the last checkpoint.
@@ -384,8 +395,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     plots.curves(rows, out / "curves.png", [f"{acc}/real", f"{acc}/fake", "loss/d", "loss/g"])
     elapsed = time.perf_counter() - t0
     if stop_requested:
-        print(f"ganlab: interrupted at iteration {trainer.iteration}; continue with: ganlab train {args.config} "
-              f"--out {out} --resume", file=sys.stderr)
+        sets = [a for s in args.set for a in ("--set", s)]
+        again = shlex.join(["ganlab", "train", args.config, *sets, "--out", str(out)])
+        print(f"ganlab: interrupted at iteration {trainer.iteration}; continue with: {again} --resume",
+              file=sys.stderr)
         return 130
 
     done = trainer.iteration - start
@@ -402,7 +415,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"  {k:<22} {latest[k]:.4g}")
     if last is not None:
         print(f"Verdict: {last.verdict}" + (f" ({last.reason})" if last.reason else ""))
-    print(f"Output: {out}  (config.yaml, metrics.csv with all {len(latest) - 1} metrics, samples/, curves.png, "
+    print(f"Output: {out}  (config.yaml, metrics.csv with all {len(latest)} metrics, samples/, curves.png, "
           "checkpoint.pt)")
     return 0
 

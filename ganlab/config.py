@@ -30,12 +30,9 @@ class ConfigError(Exception):
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        where = f"study file '{self.source}'" if self.source else "config"
+        where = f"config file '{self.source}'" if self.source else "config"
         at = f", key '{self.key}'" if self.key else ""
-        return (
-            f"Invalid {where}{at}: {self.message} "
-            "Fix the file and run again; `ganlab validate FILE` checks a study without starting anything."
-        )
+        return f"Invalid {where}{at}: {self.message} Fix it and run again."
 
 
 class _Strict(BaseModel):
@@ -362,6 +359,12 @@ class TrialConfig(_Strict):
     def _model_fits_data(self) -> "TrialConfig":
         if (self.model.name == "dirac") != (self.data.name == "dirac"):
             raise ValueError("@model.name: the Dirac-GAN needs both model: {name: dirac} and data: {name: dirac}")
+        features = {"digits": 64, "stacked_digits": 192}.get(self.data.name)  # the Frechet distance's dimension
+        if features and self.train.eval_samples <= features:
+            raise ValueError(
+                f"@train.eval_samples: {self.data.name} is scored by a Frechet distance over {features} features, "
+                f"which needs more than {features} samples (got {self.train.eval_samples})"
+            )
         if self.model.name == "dcgan" and self.data.name not in IMAGE_DATA + ("npz",):
             raise ValueError(
                 f"@model.name: 'dcgan' needs image data (digits, stacked_digits or npz images), not '{self.data.name}'"

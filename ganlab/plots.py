@@ -49,7 +49,7 @@ def image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title: str
         canvas[:, top: top + h, left: left + w] = x[i]
     fig, ax = plt.subplots(figsize=(nrow * 0.6, rows * 0.6 + 0.4))
     if c == 1:
-        ax.imshow(canvas[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.imshow(canvas[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
         ax.imshow(canvas.permute(1, 2, 0).numpy(), interpolation="nearest")
     ax.set_axis_off()
