@@ -24,12 +24,17 @@ class Collector:
     """
 
     def __init__(self) -> None:
-        self._sum: dict[str, torch.Tensor] = {}
-        self._count: dict[str, int] = defaultdict(int)
+        self._sum: dict[str | tuple[str, ...], torch.Tensor] = {}
+        self._count: dict[str | tuple[str, ...], int] = defaultdict(int)
 
-    def report(self, name: str, value: torch.Tensor | float) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach()
-        self._sum[name] = self._sum[name] + value if name in self._sum else value.clone()
+    def report(self, name: str | tuple[str, ...], value: torch.Tensor | float) -> None:
+        """One scalar under a name, or a 1-D tensor under a tuple of names: a step's statistics stacked
+        into one tensor cost one accumulation instead of one per statistic."""
+        value = torch.as_tensor(value).detach().double()
+        if name in self._sum:
+            self._sum[name] += value
+        else:
+            self._sum[name] = value.clone()
         self._count[name] += 1
 
     def state_dict(self) -> dict:
@@ -41,7 +46,10 @@ class Collector:
         self._count = defaultdict(int, state["count"])
 
     def reduce(self) -> dict[str, float]:
-        out = {name: float(total) / self._count[name] for name, total in self._sum.items()}
+        out: dict[str, float] = {}
+        for name, total in self._sum.items():
+            means = (total / self._count[name]).tolist()
+            out.update(zip(name, means) if isinstance(name, tuple) else [(name, means)])
         self._sum.clear()
         self._count.clear()
         return out

@@ -122,6 +122,10 @@ class Trainer:
         self.threshold = decision_threshold(cfg.loss.name)
         # Critics have no probability: their accuracy is the sign of the output, and is named so.
         self.acc = "acc_sign" if cfg.loss.name in CRITICS else "acc"
+        self._bce = cfg.loss.name in ("minimax", "non_saturating")
+        self._d_names = ("loss/d", "reg/d", f"{self.acc}/real", f"{self.acc}/fake", "d/out_real", "d/out_fake")
+        self._d_sampled_names = ("grad/d",) + (("d/prob_real", "d/prob_fake") if self._bce else ())
+        self._sample_now = True  # set per iteration by train_step: is this iteration's end logged?
         self.stats = Collector()
         self.d_loss_window = SlidingWindow(cfg.diagnostics.window)
         self.g_loss_window = SlidingWindow(cfg.diagnostics.window)
@@ -177,24 +181,21 @@ class Trainer:
         loss, reg, real_out, fake_out = self.discriminator_objective(real_in, fake_in, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
         (loss + reg).backward()
-        self.stats.report("loss/d", loss)
-        self.stats.report("reg/d", reg)
         self._delta = real_out.detach().mean() - fake_out.detach().mean()
         if not self.cfg.diagnostics.per_step:
+            self.stats.report(("loss/d", "reg/d"), torch.stack([loss.detach(), reg.detach()]))
             return loss.detach()
-        # Diagnostics from the outputs this step computed anyway, for the D that produced them (pre-update).
+        # Diagnostics from the outputs this step computed anyway, for the D that produced them (pre-update),
+        # stacked into one tensor: one accumulation per step, no host sync.
         real_out, fake_out = real_out.detach(), fake_out.detach()
         acc_real, acc_fake = d_accuracy(real_out - self.threshold, fake_out - self.threshold)
-        report = self.stats.report
-        report(f"{self.acc}/real", acc_real)
-        report(f"{self.acc}/fake", acc_fake)
-        report(f"{self.acc}/mean", (acc_real + acc_fake) / 2)
-        report("d/out_real", real_out.mean())
-        report("d/out_fake", fake_out.mean())
-        if loss_cfg.name in ("minimax", "non_saturating"):
-            report("d/prob_real", torch.sigmoid(real_out).mean())
-            report("d/prob_fake", torch.sigmoid(fake_out).mean())
-        report("grad/d", _norm(p.grad for p in self.D.parameters()))
+        stats = [loss.detach(), reg.detach(), acc_real, acc_fake, real_out.mean(), fake_out.mean()]
+        self.stats.report(self._d_names, torch.stack([t.to(torch.float32) for t in stats]))
+        if self._sample_now:  # the costlier statistics: sampled at the iteration that is logged
+            sampled = [_norm(p.grad for p in self.D.parameters())]
+            if self._bce:
+                sampled += [torch.sigmoid(real_out).mean(), torch.sigmoid(fake_out).mean()]
+            self.stats.report(self._d_sampled_names, torch.stack(sampled))
         return loss.detach()
 
     def discriminator_update(self) -> None:
@@ -211,7 +212,7 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.stats.report("loss/g", loss)
-        if self.cfg.diagnostics.per_step:
+        if self.cfg.diagnostics.per_step and self._sample_now:
             self.stats.report("grad/g", _norm(p.grad for p in self.G.parameters()))
         return loss.detach()
 
@@ -238,7 +239,9 @@ class Trainer:
 
     def train_step(self) -> None:
         """One iteration of the schedule: simultaneous, or alternating blocks of D and G updates."""
-        s = self.cfg.schedule
+        s, t = self.cfg.schedule, self.cfg.train
+        nxt = self.iteration + 1
+        self._sample_now = nxt % t.log_every == 0 or nxt == t.steps
         if s.mode == "simultaneous":
             d_losses = [self.discriminator_grads()]
             g_losses = [self.generator_grads()]  # same point: neither player has moved yet
@@ -262,6 +265,7 @@ class Trainer:
         metrics = self.stats.reduce()
         if f"{self.acc}/real" in metrics:
             real, fake = metrics[f"{self.acc}/real"], metrics[f"{self.acc}/fake"]
+            metrics[f"{self.acc}/mean"] = (real + fake) / 2
             metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)
         reference = EQUILIBRIUM_LOSS.get(self.cfg.loss.name)
         if reference is not None:
