@@ -155,3 +155,29 @@ def test_ui_serves_the_store_on_loopback(uri, study_dir):
     # The server's whole process group went down with `ganlab ui`: the port is free again.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server outlived `ganlab ui`"
+
+
+def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path):
+    study = tmp_path / "blowup.yaml"
+    study.write_text(textwrap.dedent(
+        """
+        name: blowup
+        trial:
+          data: {name: ring8, batch_size: 32}
+          model: {width: 16, depth: 2}
+          loss: {name: least_squares}
+          optim: {name: sgd, lr_g: 1.0e-3}
+          train: {steps: 200, eval_every: 100, log_every: 10, eval_samples: 200}
+        sweep:
+          optim.lr_g: {grid: [1.0e-3, 1.0e+6]}
+        resources: {cpu: 1}
+        """
+    ))
+    proc = ganlab_run(tmp_path, study)  # exit 0: a diverged trial is a result, not a failure
+    assert "Traceback" not in proc.stdout
+    df = load_study("blowup", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").set_index("optim.lr_g")
+    assert (df["status"] == "FINISHED").all()
+    assert df.loc[1e6, "verdict"] == "diverged" and df.loc[1e-3, "verdict"] != "diverged"
+    assert df.loc[1e6, "progress/g_steps"] < 200 and df.loc[1e-3, "progress/g_steps"] == 200
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(df.loc[1e6, "run_id"])
+    assert run.data.tags["ganlab.stop_reason"].startswith("diverged at iteration")
