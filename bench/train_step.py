@@ -1,6 +1,6 @@
 """What ganlab's training step costs over a minimal hand-written PyTorch loop doing the same math.
 
-    .venv/bin/python bench/train_step.py [--steps 100] [--repeats 10] [--threads 1] [--warmup 30]
+    .venv/bin/python bench/train_step.py [--steps 100] [--repeats 10] [--threads 1] [--warmup 30] [--control]
 
 Two workloads: ring8 + MLP (width 128, depth 3, batch 256) and digits + DCGAN (batch 64, default
 channels). ganlab runs through ``Trainer.run()`` with its diagnostics on (log_every=10, as in the
@@ -10,7 +10,8 @@ alternating schedule (1 D step, then 1 G step with D frozen) and the same data a
 two follow the same trajectory bit for bit: the script asserts equal D/G losses and weights over the first
 iterations, and reports whether the weights are still equal after every timed step. Both run side by side
 in one process: warm-up, then rounds of [plain N steps, ganlab N steps] (order alternating between
-rounds to cancel drift); the table shows the median ms/step of each.
+rounds to cancel drift); the table shows the median ms/step of each. ``--control`` also times a second,
+identical plain loop: its ratio to the first is the noise floor of the ganlab/plain ratio on this machine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import os
 import statistics
 import time
 
@@ -115,26 +117,29 @@ def check_same_math(cfg: TrialConfig, steps: int) -> None:
     assert same_weights(trainer.G, plain.G) and same_weights(trainer.D, plain.D), "weights differ"
 
 
-def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int) -> tuple[dict, dict, bool]:
-    """Per-step seconds of each block, by wall clock and by this process's CPU time."""
+def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool) -> tuple[dict, bool]:
+    """Per-step seconds of each block, by wall clock and by this process's CPU time. With ``control``, a
+    second, identical plain loop is timed too: plain2 / plain is the noise floor of the ratio."""
     trainer = Trainer(cfg)
-    plain = PlainLoop(trainer)
-    plain.run(warmup)
-    run_ganlab(trainer, warmup)
-    times = {who: {"wall": [], "cpu": []} for who in ("plain", "ganlab")}
+    loops = {"plain": PlainLoop(trainer)}
+    if control:
+        loops["plain2"] = PlainLoop(trainer)
+    run = {name: loop.run for name, loop in loops.items()}
+    run["ganlab"] = lambda n: run_ganlab(trainer, n)
+    for fn in run.values():
+        fn(warmup)
+    times = {who: {"wall": [], "cpu": []} for who in run}
     for r in range(repeats):
-        order = ("plain", "ganlab") if r % 2 == 0 else ("ganlab", "plain")
+        order = list(run) if r % 2 == 0 else list(run)[::-1]
         for who in order:
             gc.collect()
             c0, t0 = time.process_time(), time.perf_counter()
-            if who == "plain":
-                plain.run(steps)
-            else:
-                run_ganlab(trainer, steps)
+            run[who](steps)
             times[who]["wall"].append((time.perf_counter() - t0) / steps)
             times[who]["cpu"].append((time.process_time() - c0) / steps)
+    plain = loops["plain"]
     identical = same_weights(trainer.G, plain.G) and same_weights(trainer.D, plain.D)
-    return times["plain"], times["ganlab"], identical
+    return times, identical
 
 
 def main() -> None:
@@ -145,9 +150,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (a trial's CPU share: 1)")
     ap.add_argument("--check-steps", type=int, default=20, help="iterations compared for exact equality (0: skip)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--control", action="store_true",
+                    help="also time a second identical plain loop: its ratio to the first is the noise floor")
     ap.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only this workload")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
 
     rows = []
     for name, workload in WORKLOADS.items():
@@ -156,26 +164,30 @@ def main() -> None:
         cfg = trial_config(workload, args.seed)
         if args.check_steps:
             check_same_math(cfg, args.check_steps)
-        plain, ganlab, identical = bench(cfg, args.steps, args.repeats, args.warmup)
-        rows.append((name, plain, ganlab, identical))
+        times, identical = bench(cfg, args.steps, args.repeats, args.warmup, args.control)
+        rows.append((name, times, identical))
 
     med = statistics.median
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.steps} steps x {args.repeats} "
           f"rounds after {args.warmup} warm-up steps; ganlab via Trainer.run(), log_every=10, no evaluation")
+    print(f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs "
+          "(other busy processes inflate and scatter the timings)")
     if args.check_steps:
         print(f"same math: D/G losses and weights bit-identical over the first {args.check_steps} iterations")
     print(f"{'workload':<22} {'plain ms/step':>14} {'ganlab ms/step':>15} {'ratio':>7} {'target':>7} "
-          f"{'cpu ratio':>10} {'same weights':>13}")
-    for name, plain, ganlab, identical in rows:
+          f"{'cpu ratio':>10} {'same weights':>13}" + (f" {'plain2/plain':>13}" if args.control else ""))
+    for name, times, identical in rows:
+        plain, ganlab = times["plain"], times["ganlab"]
         p, g = med(plain["wall"]), med(ganlab["wall"])
         ratio, cpu_ratio = g / p, med(ganlab["cpu"]) / med(plain["cpu"])
+        control = f" {med(times['plain2']['wall']) / p:>13.3f}" if "plain2" in times else ""
         print(f"{name:<22} {1000 * p:>14.3f} {1000 * g:>15.3f} {ratio:>7.3f} {f'<={TARGET:.2f}':>7} "
-              f"{cpu_ratio:>10.3f} {'yes' if identical else 'NO':>13}  {'ok' if ratio <= TARGET else 'OVER'}")
+              f"{cpu_ratio:>10.3f} {'yes' if identical else 'NO':>13}{control}  {'ok' if ratio <= TARGET else 'OVER'}")
     print("ms/step: wall-clock medians; cpu ratio: the same from process CPU time (robust to preemption by other")
     print("processes; with --threads > 1 it sums all threads). Per-round wall ms/step (plain | ganlab):")
-    for name, plain, ganlab, _ in rows:
+    for name, times, _ in rows:
         fmt = lambda xs: " ".join(f"{1000 * x:.2f}" for x in xs)  # noqa: E731
-        print(f"  {name:<22} {fmt(plain['wall'])} | {fmt(ganlab['wall'])}")
+        print(f"  {name:<22} {fmt(times['plain']['wall'])} | {fmt(times['ganlab']['wall'])}")
 
 
 if __name__ == "__main__":
