@@ -65,9 +65,9 @@ def _stream_seeds(seed: int, n: int) -> list[int]:
     return [int(s.generate_state(1, dtype=np.uint64)[0] >> 1) for s in np.random.SeedSequence(seed).spawn(n)]
 
 
-def toggle_grad(model: torch.nn.Module, requires_grad: bool) -> None:
+def toggle_grad(params, requires_grad: bool) -> None:
     """Freeze the player that is not being updated, so its parameter gradients are never computed."""
-    for p in model.parameters():
+    for p in params:
         p.requires_grad_(requires_grad)
 
 
@@ -111,10 +111,12 @@ class Trainer:
             torch.manual_seed(init_seed)
             G, D = build_models(cfg.model, tuple(self.data.shape), cfg.regularizer.spectral_norm)
         self.G, self.D = G.to(self.device), D.to(self.device)
+        self._d_params = list(self.D.parameters())  # walked twice per iteration: list it once
+        self._zero = torch.zeros((), device=self.device)
         self.G_ema = None
         if cfg.optim.g_ema > 0:
             self.G_ema = copy.deepcopy(self.G).eval()
-            toggle_grad(self.G_ema, False)
+            toggle_grad(self.G_ema.parameters(), False)
         self.rngs = {name: torch.Generator().manual_seed(s) for name, s in
                      (("data", data_seed), ("z", z_seed), ("noise", noise_seed))}
         self.opt_g = make_optimizer(cfg.optim, self.G.parameters(), cfg.optim.lr_g, "g")
@@ -160,7 +162,7 @@ class Trainer:
         reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
         real_out, fake_out = self.D(real_in), self.D(fake_in)
         loss = discriminator_loss(loss_cfg.name, real_out, fake_out)
-        reg = torch.zeros((), device=self.device)
+        reg = self._zero
         if reg_cfg.r1 > 0:
             reg = reg + zero_centered_penalty(real_out, real_in, reg_cfg.r1)
         if reg_cfg.r2 > 0:
@@ -172,7 +174,7 @@ class Trainer:
     def discriminator_grads(self) -> torch.Tensor:
         """D's loss and regularizers at the current (G, D), gradients left in D's ``.grad``."""
         reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
-        toggle_grad(self.D, True)
+        toggle_grad(self._d_params, True)
         with torch.no_grad():
             fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
         real_in, fake_in = self._noisy(self._real()), self._noisy(fake)
@@ -180,7 +182,7 @@ class Trainer:
         fake_in.requires_grad_(reg_cfg.r2 > 0)
         loss, reg, real_out, fake_out = self.discriminator_objective(real_in, fake_in, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
-        (loss + reg).backward()
+        (loss if reg is self._zero else loss + reg).backward()
         self._delta = real_out.detach().mean() - fake_out.detach().mean()
         if not self.cfg.diagnostics.per_step:
             self.stats.report(("loss/d", "reg/d"), torch.stack([loss.detach(), reg.detach()]))
@@ -206,7 +208,7 @@ class Trainer:
 
     def generator_grads(self) -> torch.Tensor:
         """G's loss at the current (G, D), gradients left in G's ``.grad``; D is frozen meanwhile."""
-        toggle_grad(self.D, False)
+        toggle_grad(self._d_params, False)
         fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
         loss = generator_loss(self.cfg.loss.name, self.D(self._noisy(fake)))
         self.opt_g.zero_grad(set_to_none=True)
@@ -255,8 +257,8 @@ class Trainer:
             else:
                 g_losses, d_losses = g_block(), d_block()
         self.iteration += 1
-        self.d_loss_window.push(torch.stack(d_losses).mean())
-        self.g_loss_window.push(torch.stack(g_losses).mean())
+        self.d_loss_window.push(d_losses[0] if len(d_losses) == 1 else torch.stack(d_losses).mean())
+        self.g_loss_window.push(g_losses[0] if len(g_losses) == 1 else torch.stack(g_losses).mean())
         self.delta_window.push(self._delta)
 
     # --- what gets logged ----------------------------------------------------------------------
