@@ -18,18 +18,7 @@ import torch
 
 from ganlab.config import parse_trial
 from ganlab.trainer import Trainer
-
-WORKLOADS = {
-    "ring8 + MLP 128x3, batch 256": {
-        "data": {"name": "ring8", "batch_size": 256},
-        "model": {"name": "mlp", "width": 128, "depth": 3, "latent_dim": 2},
-    },
-    "digits + DCGAN c32, batch 64": {
-        "data": {"name": "digits", "batch_size": 64},
-        "model": {"name": "dcgan", "latent_dim": 32, "channels": 32},
-    },
-}
-
+from train_step import WORKLOADS  # one definition of the benchmarked workloads (bench/ is on sys.path)
 
 def trainer(overrides: dict, per_step: bool) -> Trainer:
     return Trainer(parse_trial({**overrides, "device": "cpu", "diagnostics": {"per_step": per_step},

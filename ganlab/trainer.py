@@ -173,7 +173,7 @@ class Trainer:
 
     def discriminator_grads(self) -> torch.Tensor:
         """D's loss and regularizers at the current (G, D), gradients left in D's ``.grad``."""
-        reg_cfg, loss_cfg = self.cfg.regularizer, self.cfg.loss
+        reg_cfg = self.cfg.regularizer
         toggle_grad(self._d_params, True)
         with torch.no_grad():
             fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from ganlab.config import parse_trial
 from ganlab.trainer import Trainer

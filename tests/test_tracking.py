@@ -1,7 +1,6 @@
 """Real MLflow SQLite stores in temporary folders; no mocks."""
 
 import json
-from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
