@@ -39,7 +39,7 @@ def main() -> None:
         per_metric = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        logger = TrialLogger.start(study, "batched", {}, {}, {})
+        logger = TrialLogger.open(study, "batched", "batched", {}, {}, {})
         start_cost = time.perf_counter() - t0
         t0 = time.perf_counter()
         for step in range(args.steps):
@@ -57,7 +57,7 @@ def main() -> None:
     print(f"{'method':<40} {'total s':>9} {'ms/point':>9} {'vs per-call':>12}")
     for label, secs in rows:
         print(f"{label:<40} {secs:>9.3f} {1000 * secs / points:>9.4f} {per_metric / secs:>11.1f}x")
-    print(f"(TrialLogger.start: child run + params + trial_config.json: {start_cost:.3f} s, once per trial)")
+    print(f"(TrialLogger.open: child run + params + trial_config.json: {start_cost:.3f} s, once per trial)")
 
 
 if __name__ == "__main__":

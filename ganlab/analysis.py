@@ -9,9 +9,19 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from ganlab.tracking import TAG_KIND, TAG_PARENT, TAG_SEED, TAG_SWEPT, TAG_TRIAL_ID, TAG_VERDICT, resolve_tracking_uri
+from ganlab.tracking import (
+    TAG_KIND,
+    TAG_PARENT,
+    TAG_SEED,
+    TAG_STATUS,
+    TAG_STOP_REASON,
+    TAG_SWEPT,
+    TAG_TRIAL_ID,
+    TAG_VERDICT,
+    resolve_tracking_uri,
+)
 
-ID_COLUMNS = ["run_id", "parent_run_id", "trial", "trial_id", "status", "verdict"]
+ID_COLUMNS = ["run_id", "parent_run_id", "phase", "trial", "trial_id", "status", "trial_status", "verdict", "stop_reason"]
 
 
 def _search_all(client: MlflowClient, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Run]:
@@ -48,6 +58,7 @@ def load_study(
     tracking_uri: str | None = None,
     run: Literal["latest", "all"] | str = "latest",
     params: Literal["swept", "all"] = "swept",
+    phase: Literal["search", "confirm"] | None = None,
 ) -> pd.DataFrame:
     """One row per trial: identity, swept params (typed, named by their dotted key), seed, and the
     final value of every diagnostic (MLflow's value at the largest step).
@@ -57,6 +68,10 @@ def load_study(
     """
     uri = resolve_tracking_uri(tracking_uri)
     parents = study_runs(name, uri)
+    if phase is not None:
+        parents = [p for p in parents if p.data.tags.get("ganlab.phase", "search") == phase]
+        if not parents:
+            raise LookupError(f"study {name!r} has no {phase} run yet")
     if run == "latest":
         parents = parents[:1]
     elif run != "all":
@@ -82,6 +97,9 @@ def load_study(
                 "trial_id": child.data.tags.get(TAG_TRIAL_ID),
                 "status": child.info.status,
                 "verdict": child.data.tags.get(TAG_VERDICT),
+                "trial_status": child.data.tags.get(TAG_STATUS),
+                "stop_reason": child.data.tags.get(TAG_STOP_REASON),
+                "phase": parent.data.tags.get("ganlab.phase", "search"),
                 "seed": int(child.data.tags.get(TAG_SEED, decoded.get("seed", -1))),
             }
             keys = decoded if params == "all" else swept
@@ -96,3 +114,24 @@ def load_study(
     order = {p.info.run_id: i for i, p in enumerate(parents)}
     df = df.assign(_parent=df["parent_run_id"].map(order)).sort_values(["_parent", "trial_id"], kind="stable")
     return df[[c for c in first if c in df.columns] + metric_cols].reset_index(drop=True)
+
+
+def stability_rates(df: pd.DataFrame, by: list[str], metric: str | None = None) -> pd.DataFrame:
+    """Per configuration across seeds: number of seeds, the fraction of each verdict (converged first) and,
+    with ``metric``, its mean and a 95% confidence half-width (Student t) over the seeds."""
+    from scipy import stats
+
+    groups = df.groupby(by, dropna=False, sort=False)
+    out = groups.size().rename("seeds").to_frame()
+    verdicts = pd.crosstab([df[k].fillna("-") if df[k].dtype == object else df[k] for k in by], df["verdict"],
+                           normalize="index")
+    verdicts.index.names = by
+    order = ["converged"] + sorted(c for c in verdicts.columns if c != "converged")
+    verdicts = verdicts.reindex(columns=order, fill_value=0.0).add_prefix("rate ")
+    out = out.join(verdicts, how="left").fillna({"rate converged": 0.0})
+    if metric is not None:
+        agg = groups[metric].agg(["mean", "std", "count"])
+        t = agg["count"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else float("nan"))
+        out[f"mean {metric}"] = agg["mean"]
+        out[f"ci95 {metric}"] = t * agg["std"] / agg["count"].pow(0.5)
+    return out.reset_index().sort_values("rate converged", ascending=False, kind="stable").reset_index(drop=True)

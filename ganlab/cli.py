@@ -44,27 +44,53 @@ def _fail(message: str) -> int:
 
 
 def _plan(study: StudyConfig) -> str:
-    axes = ", ".join(f"{k} ({a.kind})" for k, a in study.sweep.items()) or "no swept keys"
+    axes = ", ".join(f"{k} ({a.kind}{', conditional' if a.when else ''})" for k, a in study.sweep.items())
     seeds = len(study.seeds) if study.seeds else 1
-    conc = f"at most {study.max_concurrent} at a time" if study.max_concurrent else "as many at a time as CPUs allow"
-    return (
-        f"study '{study.name}': {study.trial_count()} trials ({axes}; {seeds} seed(s); num_samples {study.num_samples}), "
-        f"{conc}, {study.resources.cpu:g} CPU / {study.resources.gpu:g} GPU each, "
-        f"{study.trial.train.steps} iterations per trial"
-    )
+    conc = f"at most {study.max_concurrent} at a time" if study.max_concurrent else "as many at a time as resources allow"
+    search = study.search
+    objective = ", ".join(f"{mo} {m}" for m, mo in zip(search.metrics, search.modes))
+    sched = study.scheduler.name + (f" on {' '.join(study.scheduler_objective() or ())}" if study.scheduler_objective() else "")
+    lines = [
+        f"study '{study.name}': {study.trial_count()} trials, {study.trial.train.steps} iterations each",
+        f"  search: {search.algorithm}" + (f" ({objective})" if objective else "") + f"; scheduler: {sched}",
+        f"  axes: {axes or 'none'}" + (f"; derived: {', '.join(study.derived)}" if study.derived else "")
+        + f"; {seeds} seed(s)" + (f"; num_samples {study.num_samples}" if study.num_samples > 1 else ""),
+        f"  resources: {study.resources.cpu:g} CPU / {study.resources.gpu:g} GPU per trial, {conc}; "
+        f"up to {study.max_failures} restarts of a failed trial",
+    ]
+    if study.confirm is not None:
+        m = study.confirm_objective()
+        lines.append(f"  confirm: top {study.confirm.top} by {m[1]} {m[0]}, {study.confirm.seeds} new seeds each")  # type: ignore[index]
+    return "\n".join(lines)
 
 
 def _study_error(e: ConfigError) -> int:
     return _fail(f"{e} `ganlab validate FILE` checks a study without starting anything.")
 
 
+def _load_checked(path: str) -> StudyConfig:
+    from ganlab.runner import check_objectives
+
+    study = load_study(path)
+    check_objectives(study, path)
+    return study
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        study = load_study(args.study)
+        study = _load_checked(args.study)
     except ConfigError as e:
         return _study_error(e)
     print(_plan(study))
     print(json.dumps(study.search_space(), indent=2))
+    if study.search.algorithm != "optuna":
+        points = study.points()
+        shown = points if args.list else points[:10]
+        print(f"trials ({len(points)}):")
+        for i, p in enumerate(shown):
+            print(f"  {i:>5}  " + " ".join(f"{k}={v}" for k, v in p.items()))
+        if len(shown) < len(points):
+            print(f"  ... {len(points) - len(shown)} more (--list shows all)")
     return 0
 
 
@@ -74,73 +100,164 @@ def summary_table(df):
     from ganlab.tuning import short_names
 
     swept = [c for c in df.columns if c not in ID_COLUMNS and c != "seed" and "/" not in c]
-    table = df[["trial", *swept, "seed", "status", "verdict"] + [m for m in SUMMARY_METRICS if m in df.columns]]
-    return table.rename(columns={**short_names(swept), **SUMMARY_METRICS})
+    table = df[["trial", *swept, "seed", "trial_status", "verdict"] + [m for m in SUMMARY_METRICS if m in df.columns]]
+    return table.rename(columns={**short_names(swept), **SUMMARY_METRICS, "trial_status": "status"})
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        study = load_study(args.study)
-    except ConfigError as e:
-        return _study_error(e)
-    from ganlab.tracking import TAG_SWEPT, end_run, resolve_tracking_uri, start_study_run
-
-    try:
-        uri = resolve_tracking_uri(args.tracking_uri)
-    except ValueError as e:
-        return _fail(f"Invalid --tracking-uri: {e}.")
-    print(_plan(study), flush=True)
-    print(f"MLflow store: {uri}", flush=True)
-
-    from ganlab.tuning import run_study
-
-    swept = list(study.sweep) + (["seed"] if study.seeds is not None else [])
-    try:
-        study_run = start_study_run(
-            uri, study.name, Path(args.study), study.search_space(), {TAG_SWEPT: json.dumps(swept)}
-        )
-    except Exception as e:  # noqa: BLE001 - any failure to reach the store is the user's to fix
-        return _fail(
-            f"Cannot open the MLflow store {uri}: {type(e).__name__}: {e}. Check --tracking-uri / "
-            "MLFLOW_TRACKING_URI (a server must be running; a sqlite path's folder must be writable)."
-        )
-    status = "FAILED"
-    try:
-        outcome = run_study(study, study_run, Path(args.storage), num_cpus=args.num_cpus, address=args.address)
-        status = "FINISHED" if outcome.n_errors == 0 else "FAILED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        end_run(uri, study_run.parent_run_id, status)
-
-    from ganlab.analysis import load_study as load_frame
-
-    df = load_frame(study.name, uri, run=study_run.parent_run_id)
-    table = summary_table(df)
+def _print_table(table) -> None:
     import pandas as pd
 
     with pd.option_context("display.max_rows", 500, "display.width", 200, "display.float_format", "{:.3f}".format):
-        width = int(table["trial"].str.len().max())
-        print("\n" + table.to_string(index=False, formatters={"trial": lambda t: t.ljust(width)}))
+        if "trial" in table.columns:
+            width = int(table["trial"].astype(str).str.len().max())
+            print("\n" + table.to_string(index=False, formatters={"trial": lambda t: str(t).ljust(width)}))
+        else:
+            print("\n" + table.to_string(index=False))
+
+
+def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | None) -> int:
+    """Summary table, summary.csv on the parent run, and a check that every Tune trial reached MLflow."""
+    from ganlab.analysis import load_study as load_frame
+
+    df = load_frame(study.name, uri, run=result.parent_run_id)
+    _print_table(summary_table(df))
+    stopped = df[df["trial_status"] == "stopped"]
+    for _, row in stopped.iterrows():
+        print(f"  {row['trial']}: {row['stop_reason']}")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "summary.csv"
         df.to_csv(path, index=False)
         from mlflow.tracking import MlflowClient
 
-        MlflowClient(uri).log_artifact(study_run.parent_run_id, str(path))
+        MlflowClient(uri).log_artifact(result.parent_run_id, str(path))
     print(
-        f"\n{len(df)} trial run(s) in MLflow experiment '{study.name}' (parent run {study_run.parent_run_id}); "
-        f"Ray results in {outcome.ray_path}.\nBrowse: ganlab ui{_uri_flag(args.tracking_uri)}   "
+        f"\n{len(df)} trial run(s) in MLflow experiment '{study.name}' (parent run {result.parent_run_id}); "
+        f"Ray results in {result.ray_path}.\nBrowse: ganlab ui{_uri_flag(tracking_flag)}   "
         f"Analyse: python -c \"from ganlab.analysis import load_study; print(load_study('{study.name}'))\""
     )
-    if len(df) != outcome.n_trials:
-        print(f"ganlab: WARNING: Ray ran {outcome.n_trials} trials but MLflow holds {len(df)} trial runs.", file=sys.stderr)
+    if len(df) != result.n_trials:
+        print(f"ganlab: WARNING: Ray ran {result.n_trials} trials but MLflow holds {len(df)} trial runs.", file=sys.stderr)
         return EXIT_TRIALS_FAILED
-    if outcome.n_errors:
-        print(f"ganlab: {outcome.n_errors} trial(s) failed; their logs are under {outcome.ray_path}.", file=sys.stderr)
+    failed = int((df["trial_status"] == "failed").sum()) or (result.exit_code == EXIT_TRIALS_FAILED)
+    if failed:
+        print(f"ganlab: {int(failed)} trial(s) failed; their logs are under {result.ray_path}.", file=sys.stderr)
         return EXIT_TRIALS_FAILED
-    return 0
+    return result.exit_code
+
+
+def _tracking(args: argparse.Namespace) -> str | None:
+    from ganlab.tracking import resolve_tracking_uri
+
+    try:
+        return resolve_tracking_uri(args.tracking_uri)
+    except ValueError as e:
+        _fail(f"Invalid --tracking-uri: {e}.")
+        return None
+
+
+def _check_store(uri: str) -> str | None:
+    """Reach the store before anything starts: an unreachable server is the user's to fix, exit 2."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        MlflowClient(uri).search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001
+        return (f"Cannot open the MLflow store {uri}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. Check "
+                "--tracking-uri / MLFLOW_TRACKING_URI (a server must be running; a sqlite path's folder must be "
+                "writable).")
+    return None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        study = _load_checked(args.study)
+    except ConfigError as e:
+        return _study_error(e)
+    if args.resume and args.fresh:
+        return _fail("--resume and --fresh contradict each other; pass one.")
+    uri = _tracking(args)
+    if uri is None:
+        return EXIT_BAD_INPUT
+    problem = _check_store(uri)
+    if problem:
+        return _fail(problem)
+    print(_plan(study), flush=True)
+    print(f"MLflow store: {uri}", flush=True)
+    from ganlab.runner import ResumeRefused, run_phase
+
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        result = run_phase(study, Path(args.study), uri, args.storage,
+                           resume=True if args.resume else (False if args.fresh else None),
+                           num_cpus=args.num_cpus, address=address)
+    except ResumeRefused as e:
+        return _fail(str(e))
+    if result.exit_code == 130:
+        return result.exit_code
+    code = _report_phase(study, uri, result, args.tracking_uri)
+    if study.confirm is not None and code == 0:
+        c = study.confirm
+        metric, mode = study.confirm_objective()  # type: ignore[misc]
+        return _confirm(study, Path(args.study), uri, args, result.parent_run_id, c.top, c.seeds, metric, mode)
+    return code
+
+
+def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int, seeds: int, metric: str, mode: str) -> int:
+    from ganlab.analysis import load_study as load_frame
+    from ganlab.analysis import stability_rates
+    from ganlab.runner import CONFIRMS_TAG, ResumeRefused, confirmation_points, run_phase
+
+    frame = load_frame(study.name, uri, run=search_run)
+    try:
+        points, ranking = confirmation_points(study, frame, top, seeds, metric, mode)
+    except ConfigError as e:
+        return _fail(f"Cannot confirm study '{study.name}': {e.message} (key {e.key}).")
+    print(f"\nConfirmation phase: the top {len(ranking)} configuration(s) of search run {search_run} by {mode} {metric}, "
+          f"each with {seeds} new seeds ({len(points)} trials):")
+    _print_table(ranking)
+    try:
+        result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points,
+                           resume=True if args.resume else (False if args.fresh else None),
+                           num_cpus=args.num_cpus, address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                           parent_tags={CONFIRMS_TAG: search_run})
+    except ResumeRefused as e:
+        return _fail(str(e))
+    if result.exit_code == 130:
+        return result.exit_code
+    code = _report_phase(study, uri, result, args.tracking_uri)
+    df = load_frame(study.name, uri, run=result.parent_run_id)
+    keys = [k for k in ranking.columns if k in df.columns]
+    print("\nStability across seeds (confirmation phase):")
+    _print_table(stability_rates(df, keys, metric))
+    return code
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    try:
+        study = _load_checked(args.study)
+    except ConfigError as e:
+        return _study_error(e)
+    objective = study.confirm_objective(args.metric, args.mode)
+    if objective is None:
+        return _fail(f"study '{study.name}' names no metric to rank configurations by; pass --metric and --mode.")
+    uri = _tracking(args)
+    if uri is None:
+        return EXIT_BAD_INPUT
+    problem = _check_store(uri)
+    if problem:
+        return _fail(problem)
+    from ganlab.analysis import study_runs
+
+    try:
+        searches = [r for r in study_runs(study.name, uri) if r.data.tags.get("ganlab.phase", "search") == "search"
+                    and r.info.status == "FINISHED"]
+    except LookupError as e:
+        return _fail(f"{e}. Run the search first: ganlab run {args.study}")
+    if not searches:
+        return _fail(f"study '{study.name}' has no finished search run in {uri}; run it first: ganlab run {args.study}")
+    top = args.top or (study.confirm.top if study.confirm else 5)
+    seeds = args.seeds or (study.confirm.seeds if study.confirm else 10)
+    return _confirm(study, Path(args.study), uri, args, searches[0].info.run_id, top, seeds, *objective)
 
 
 def _uri_flag(uri: str | None) -> str:
@@ -429,11 +546,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
     run.add_argument("--storage", default="ganlab_studies", help="folder for Ray Tune's results (default: ./ganlab_studies)")
     run.add_argument("--num-cpus", type=int, help="CPUs for the embedded local Ray (default: all)")
-    run.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    run.add_argument("--address", help="join an existing Ray cluster (default: $RAY_ADDRESS, else start a local one)")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted run of this study (the default "
+                     "when one exists); an error if there is none")
+    run.add_argument("--fresh", action="store_true", help="start a new run even if an interrupted one exists")
     run.set_defaults(func=cmd_run)
 
-    val = sub.add_parser("validate", help="check a study file and print its trial count and search space")
+    conf = sub.add_parser("confirm", help="re-run a finished search's top configurations with new seeds")
+    conf.add_argument("study", help="the study YAML file whose latest finished search is confirmed")
+    conf.add_argument("--top", type=int, help="configurations to confirm (default: the study's confirm.top, else 5)")
+    conf.add_argument("--seeds", type=int, help="new seeds per configuration (default: confirm.seeds, else 10)")
+    conf.add_argument("--metric", help="rank by this diagnostic (default: confirm.metric, else search.metric)")
+    conf.add_argument("--mode", choices=["min", "max"])
+    conf.add_argument("--tracking-uri")
+    conf.add_argument("--storage", default="ganlab_studies")
+    conf.add_argument("--num-cpus", type=int)
+    conf.add_argument("--address")
+    conf.add_argument("--resume", action="store_true")
+    conf.add_argument("--fresh", action="store_true")
+    conf.set_defaults(func=cmd_confirm)
+
+    val = sub.add_parser("validate", help="check a study file and print its trial count, search space and trials")
     val.add_argument("study")
+    val.add_argument("--list", action="store_true", help="print every trial, not only the first ten")
     val.set_defaults(func=cmd_validate)
 
     train = sub.add_parser("train", help="train one GAN without Ray: metrics, sample plots and a checkpoint to a folder")

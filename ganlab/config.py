@@ -7,12 +7,16 @@ where it is declared, so a study can override it and a paper can cite it.
 
 from __future__ import annotations
 
+import ast
 import copy
 import hashlib
 import itertools
 import json
 import math
+import operator
+import random
 import re
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -388,13 +392,22 @@ class TrialConfig(_Strict):
 # --- studies ---------------------------------------------------------------------------------------
 
 
+Condition = dict[str, Any]
+
+
 class SweepAxis(_Strict):
-    """One swept key: exactly one of a grid (every value) or a distribution (sampled ``num_samples`` times)."""
+    """One swept key: exactly one of a grid (every value) or a distribution (sampled ``num_samples`` times).
+
+    ``when`` makes the axis conditional: it applies only to trials whose other keys have the given values
+    (a value, or a list of allowed values), e.g. a GP weight only with ``loss.name: wgan_gp``. Trials where
+    the condition fails keep the trial's default and are not repeated once per value of this axis.
+    """
 
     grid: list[Any] | None = None
     choice: list[Any] | None = None
     uniform: tuple[float, float] | None = None
     loguniform: tuple[float, float] | None = None
+    when: Condition | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "SweepAxis":
@@ -419,14 +432,143 @@ class SweepAxis(_Strict):
     def kind(self) -> str:
         return next(k for k in ("grid", "choice", "uniform", "loguniform") if getattr(self, k) is not None)
 
+    @property
+    def is_random(self) -> bool:
+        return self.kind != "grid"
+
     def probe_values(self) -> list[Any]:
         """Values that, if all valid, make every value this axis can produce valid (bounds are monotone)."""
         return list(self.grid or self.choice or self.uniform or self.loguniform)  # type: ignore[arg-type]
 
+    def draw(self, rng: "random.Random") -> Any:
+        if self.choice is not None:
+            return rng.choice(self.choice)
+        if self.uniform is not None:
+            return rng.uniform(*self.uniform)
+        low, high = self.loguniform  # type: ignore[misc]
+        return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+    def holds(self, values: dict[str, Any]) -> bool:
+        """Does this axis apply to a trial whose dotted keys have ``values``?"""
+        for key, wanted in (self.when or {}).items():
+            allowed = wanted if isinstance(wanted, list) else [wanted]
+            if values.get(key) not in allowed:
+                return False
+        return True
+
 
 class Resources(_Strict):
+    """Ray resources per trial. A GPU fraction lets several small trials share one GPU (no memory
+    partitioning: they must fit together); each still needs its CPU share, which is also its torch thread
+    count."""
+
     cpu: float = Field(1.0, gt=0, description="CPUs per trial; also the trial's torch thread count")
     gpu: float = Field(0.0, ge=0, description="GPUs per trial; fractions share one GPU")
+
+    @field_validator("gpu")
+    @classmethod
+    def _whole_or_fraction(cls, v: float) -> float:
+        if v > 1 and v != int(v):
+            raise ValueError("more than one GPU per trial must be a whole number")
+        return v
+
+
+Mode = Literal["min", "max"]
+
+
+class SearchConfig(_Strict):
+    """How trial configurations are chosen.
+
+    ``grid``: every combination of the grid axes (no distributions). ``random``: grid axes enumerated,
+    distributions drawn ``num_samples`` times per grid point, from a seeded generator. ``optuna``: TPE over
+    every axis (grids become categorical), ``num_samples`` trials, one or several objectives.
+    """
+
+    algorithm: Literal["grid", "random", "optuna"] = "grid"
+    metric: str | list[str] | None = Field(
+        None, description="objective: any logged diagnostic (e.g. eq/acc_gap, eval/modes), or a list for Pareto search"
+    )
+    mode: Mode | list[Mode] | None = Field(None, description="min or max, one per metric")
+    seed: int = Field(0, ge=0, description="seed of the random draws / of Optuna's TPE sampler")
+    startup_trials: int = Field(10, gt=0, description="Optuna: random trials before TPE models the objective")
+    penalty: float = Field(
+        1e6, gt=0, description="objective reported for a trial whose objective is NaN, inf or missing (diverged): "
+        "+penalty when minimising, -penalty when maximising, so searchers never see NaN"
+    )
+
+    @model_validator(mode="after")
+    def _objective_shape(self) -> "SearchConfig":
+        metrics, modes = self.metrics, self.modes
+        if (self.metric is None) != (self.mode is None):
+            raise ValueError("@mode: give both metric and mode, or neither")
+        if len(metrics) != len(modes):
+            raise ValueError(f"@mode: {len(metrics)} metric(s) need as many modes, got {len(modes)}")
+        if len(set(metrics)) != len(metrics):
+            raise ValueError("@metric: a metric is listed twice")
+        if self.algorithm == "optuna" and not metrics:
+            raise ValueError("@metric: optuna needs an objective: metric (a diagnostic name) and mode (min or max)")
+        return self
+
+    @property
+    def metrics(self) -> list[str]:
+        return [] if self.metric is None else [self.metric] if isinstance(self.metric, str) else list(self.metric)
+
+    @property
+    def modes(self) -> list[str]:
+        return [] if self.mode is None else [self.mode] if isinstance(self.mode, str) else list(self.mode)
+
+
+class FifoSchedulerConfig(_Strict):
+    """Every trial runs to the end."""
+
+    name: Literal["fifo"] = "fifo"
+
+
+class AshaSchedulerConfig(_Strict):
+    """Asynchronous successive halving: at rungs grace_steps * reduction_factor^k (in training iterations),
+    a trial whose metric is not in the best 1/reduction_factor of those that reached the rung stops."""
+
+    name: Literal["asha"] = "asha"
+    metric: str | None = Field(None, description="default: the search's (single) metric")
+    mode: Mode | None = None
+    grace_steps: int = Field(gt=0, description="iterations every trial runs before it can be stopped")
+    reduction_factor: float = Field(3.0, gt=1, description="keep the best 1/reduction_factor at each rung")
+
+
+MUTABLE_KEYS = (
+    "optim.lr_g", "optim.lr_ratio", "schedule.d_steps", "schedule.g_steps", "regularizer.r1", "regularizer.r2",
+    "regularizer.instance_noise", "loss.gp_weight",
+)  # hyper-parameters a running trial can change without rebuilding its models
+
+
+class PbtSchedulerConfig(_Strict):
+    """Population-based training: every ``interval`` iterations, a trial in the bottom ``quantile`` clones a
+    trial of the top quantile (weights, optimiser state) and perturbs the ``mutations`` keys (x0.8 / x1.2
+    for numbers, a neighbouring value for lists, or a fresh draw with ``resample_probability``)."""
+
+    name: Literal["pbt"] = "pbt"
+    metric: str | None = Field(None, description="default: the search's (single) metric")
+    mode: Mode | None = None
+    interval: int = Field(gt=0, description="iterations between perturbations; a multiple of train.eval_every")
+    mutations: dict[str, SweepAxis] = Field(min_length=1, description=f"keys to mutate, among {', '.join(MUTABLE_KEYS)}")
+    quantile: float = Field(0.25, gt=0, le=0.5, description="fraction of the population cloned from / replaced")
+    resample_probability: float = Field(0.25, ge=0, le=1)
+
+
+SchedulerConfig = Annotated[
+    Union[FifoSchedulerConfig, AshaSchedulerConfig, PbtSchedulerConfig], Field(discriminator="name")
+]
+
+
+class ConfirmConfig(_Strict):
+    """The confirmation phase ("Are GANs created equal?", Lucic et al. 2018): after the search, the ``top``
+    configurations by the objective (mean over their seeds) run again with ``seeds`` new seeds, so stability
+    is reported as a rate across seeds rather than from the lucky seed that won the search."""
+
+    top: int = Field(5, gt=0)
+    seeds: int = Field(10, gt=0, description="new seeds per configuration, none of them used in the search")
+    metric: str | None = Field(None, description="ranking metric; default: the search's first metric")
+    mode: Mode | None = None
 
 
 class StudyConfig(_Strict):
@@ -434,12 +576,29 @@ class StudyConfig(_Strict):
     description: str = ""
     trial: TrialConfig = Field(default_factory=TrialConfig)
     sweep: dict[str, SweepAxis] = Field(default_factory=dict)
+    derived: dict[str, str] = Field(
+        default_factory=dict,
+        description="keys computed from others per trial, e.g. optim.lr_g: '2.0e-4 / optim.lr_ratio' keeps lr_d fixed",
+    )
     seeds: list[Annotated[int, Field(ge=0)]] | None = Field(
         None, description="every configuration runs once per seed; overrides trial.seed"
     )
-    num_samples: int = Field(1, gt=0, description="draws of the random axes (Ray Tune repeats grids this often)")
+    num_samples: int = Field(1, gt=0, description="random: draws per grid point; optuna: number of trials")
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    scheduler: SchedulerConfig = Field(default_factory=FifoSchedulerConfig)
+    confirm: ConfirmConfig | None = Field(None, description="run a confirmation phase after the search")
     resources: Resources = Field(default_factory=Resources)
     max_concurrent: int | None = Field(None, gt=0)
+    max_failures: int = Field(
+        2, ge=-1, description="restarts of a trial whose worker died, each from its last checkpoint (-1: unlimited)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_scheduler_name(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("scheduler"), dict) and "name" not in raw["scheduler"]:
+            raw = {**raw, "scheduler": {"name": "fifo", **raw["scheduler"]}}
+        return raw
 
     @field_validator("seeds")
     @classmethod
@@ -450,21 +609,194 @@ class StudyConfig(_Strict):
 
     @property
     def has_random_axes(self) -> bool:
-        return any(a.kind in ("choice", "uniform", "loguniform") for a in self.sweep.values())
+        return any(a.is_random for a in self.sweep.values())
+
+    @property
+    def swept_keys(self) -> list[str]:
+        """Keys that vary between trials: axes, derived keys, PBT's mutations and the seed."""
+        keys = list(self.sweep) + [k for k in self.derived if k not in self.sweep]
+        if isinstance(self.scheduler, PbtSchedulerConfig):
+            keys += [k for k in self.scheduler.mutations if k not in keys]
+        return keys + (["seed"] if self.seeds is not None else [])
+
+    def scheduler_objective(self) -> tuple[str, str] | None:
+        s = self.scheduler
+        if isinstance(s, FifoSchedulerConfig):
+            return None
+        if s.metric is not None:
+            return s.metric, s.mode or "min"
+        return self.search.metrics[0], self.search.modes[0]
+
+    def confirm_objective(self, metric: str | None = None, mode: str | None = None) -> tuple[str, str] | None:
+        c = self.confirm
+        metric = metric or (c.metric if c else None)
+        mode = mode or (c.mode if c else None)
+        if metric:
+            return metric, mode or "min"
+        if self.search.metrics:
+            return self.search.metrics[0], self.search.modes[0]
+        objective = self.scheduler_objective()
+        return objective
+
+    def base_values(self) -> dict[str, Any]:
+        return self.trial.flat()
+
+    def resolve(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The overrides of one trial: axes whose condition fails are dropped (in sweep order, so a
+        condition may depend on an earlier axis), then the derived keys are computed."""
+        values = self.base_values()
+        out: dict[str, Any] = {}
+        for key, axis in self.sweep.items():
+            if key in point and axis.holds(values):
+                out[key] = point[key]
+                values[key] = point[key]
+        for key in point:
+            if key not in self.sweep:  # seed, PBT's mutated keys
+                out[key] = point[key]
+                values[key] = point[key]
+        for key, expression in self.derived.items():
+            out[key] = values[key] = evaluate_expression(expression, values)
+        return out
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every trial of a grid or random search as its overrides, in a fixed order, without repeats."""
+        grid_keys = [k for k, a in self.sweep.items() if not a.is_random]
+        random_keys = [k for k, a in self.sweep.items() if a.is_random]
+        rng = random.Random(self.search.seed)
+        seeds = self.seeds if self.seeds is not None else [None]
+        draws = self.num_samples if random_keys else 1
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for combo in itertools.product(*(self.sweep[k].grid for k in grid_keys)):  # type: ignore[misc]
+            for _ in range(draws):
+                point = dict(zip(grid_keys, combo))
+                point.update({k: self.sweep[k].draw(rng) for k in random_keys})
+                if isinstance(self.scheduler, PbtSchedulerConfig):
+                    base = self.base_values()
+                    point.update({k: base[k] for k in self.scheduler.mutations if k not in point})
+                resolved = self.resolve(point)
+                for seed in seeds:
+                    trial = resolved if seed is None else {**resolved, "seed": seed}
+                    digest = json.dumps(trial, sort_keys=True)
+                    if digest not in seen:
+                        seen.add(digest)
+                        out.append(trial)
+        return out
 
     def search_space(self) -> dict[str, Any]:
         """The search space as flat, JSON-able entries (the parent run's MLflow params)."""
         out: dict[str, Any] = {f"sweep.{k}": a.model_dump(exclude_none=True) for k, a in self.sweep.items()}
+        out.update({f"derived.{k}": v for k, v in self.derived.items()})
         out["seeds"] = self.seeds if self.seeds is not None else [self.trial.seed]
         out["num_samples"] = self.num_samples
         out["trial_count"] = self.trial_count()
+        out["search"] = self.search.model_dump(exclude_none=True)
+        out["scheduler"] = self.scheduler.model_dump(exclude_none=True)
+        if self.confirm is not None:
+            out["confirm"] = self.confirm.model_dump(exclude_none=True)
         out["resources"] = self.resources.model_dump()
         out["max_concurrent"] = self.max_concurrent
+        out["max_failures"] = self.max_failures
         return out
 
     def trial_count(self) -> int:
-        grid = math.prod(len(a.grid) for a in self.sweep.values() if a.grid is not None)
-        return grid * len(self.seeds or [None]) * self.num_samples
+        if self.search.algorithm == "optuna":
+            return self.num_samples
+        return len(self.points())
+
+    def digest(self) -> str:
+        """Identity of a study's plan: a resumed study must be the same study."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --- derived keys: a tiny, safe arithmetic language -------------------------------------------------
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Pow: operator.pow, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+_COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
+            ast.Gt: operator.gt, ast.GtE: operator.ge}
+_FUNCTIONS = {"min": min, "max": max, "abs": abs, "round": round, "int": int, "float": float,
+              "sqrt": math.sqrt, "log": math.log, "exp": math.exp}
+
+
+def _dotted_name(node: ast.AST) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        head = _dotted_name(node.value)
+        return None if head is None else f"{head}.{node.attr}"
+    return None
+
+
+def expression_names(expression: str) -> list[str]:
+    """The dotted keys an expression reads; raises ValueError if it is not a plain arithmetic expression."""
+    tree = _parse_expression(expression)
+    names: list[str] = []
+
+    def walk(node: ast.AST) -> None:
+        name = _dotted_name(node)
+        if name is not None:
+            if name not in _FUNCTIONS:
+                names.append(name)
+            return
+        for child in ast.iter_child_nodes(node):
+            walk(child)
+
+    walk(tree)
+    return names
+
+
+def _parse_expression(expression: str) -> ast.AST:
+    try:
+        tree = ast.parse(expression, mode="eval").body
+    except SyntaxError as e:
+        raise ValueError(f"'{expression}' is not an expression ({e.msg})") from None
+    allowed = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Attribute, ast.Load, ast.Call,
+               ast.Compare, ast.IfExp, ast.USub, ast.UAdd, ast.BoolOp, ast.And, ast.Or, ast.Not,
+               *_BINARY, *_COMPARE)
+    for node in ast.walk(tree):
+        if not isinstance(node, allowed):
+            raise ValueError(f"'{expression}' uses {type(node).__name__}; only arithmetic, comparisons, "
+                             f"'x if c else y' and {', '.join(_FUNCTIONS)} are allowed")
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
+            raise ValueError(f"'{expression}' calls something other than {', '.join(_FUNCTIONS)}")
+    return tree
+
+
+def evaluate_expression(expression: str, values: dict[str, Any]) -> Any:
+    """Evaluate a derived key's expression over the trial's dotted keys (no Python eval)."""
+
+    def ev(node: ast.AST) -> Any:
+        name = _dotted_name(node)
+        if name is not None:
+            if name not in values:
+                raise ValueError(f"'{expression}' reads '{name}', which is not a trial key")
+            return values[name]
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.BinOp):
+            return _BINARY[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else (+v if isinstance(node.op, ast.UAdd) else not v)
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            for op, right_node in zip(node.ops, node.comparators):
+                right = ev(right_node)
+                if not _COMPARE[type(op)](left, right):
+                    return False
+                left = right
+            return True
+        if isinstance(node, ast.BoolOp):
+            results = [ev(v) for v in node.values]
+            return all(results) if isinstance(node.op, ast.And) else any(results)
+        if isinstance(node, ast.IfExp):
+            return ev(node.body) if ev(node.test) else ev(node.orelse)
+        if isinstance(node, ast.Call):
+            return _FUNCTIONS[node.func.id](*(ev(a) for a in node.args))  # type: ignore[attr-defined]
+        raise ValueError(f"cannot evaluate {type(node).__name__}")
+
+    return ev(_parse_expression(expression))
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -566,8 +898,20 @@ def apply_overrides(base: TrialConfig | dict[str, Any], overrides: dict[str, Any
     """The trial a sweep point describes. Values arrive from Ray Tune or ``--set`` as plain data."""
     raw = base.model_dump(mode="json") if isinstance(base, TrialConfig) else copy.deepcopy(base)
     for key, value in overrides.items():
+        block = key.split(".")[0]
+        if key == f"{block}.name" and block in _DISCRIMINATED_FIELDS and isinstance(raw.get(block), dict):
+            # Switching a union member (loss: wgan_gp -> hinge) keeps only the keys the new member has.
+            fields = _member_fields(block, value)
+            raw = {**raw, block: {k: v for k, v in raw[block].items() if k in fields}}
         raw = set_dotted(raw, key, value)
     return parse_trial(raw)
+
+
+def _member_fields(block: str, name: Any) -> set[str]:
+    for member in typing.get_args(TrialConfig.model_fields[block].annotation):
+        if name in typing.get_args(member.model_fields["name"].annotation):
+            return set(member.model_fields)
+    return {"name"}
 
 
 def _key_exists(trial: TrialConfig, dotted: str) -> bool:
@@ -579,6 +923,9 @@ def _key_exists(trial: TrialConfig, dotted: str) -> bool:
     return True
 
 
+MAX_POINTS_CHECKED = 10_000  # larger grids are checked axis by axis only
+
+
 def load_study(path: str | Path) -> StudyConfig:
     """Read and fully validate a study: every value any trial can receive is checked before Ray starts."""
     raw = read_yaml(path)
@@ -587,33 +934,128 @@ def load_study(path: str | Path) -> StudyConfig:
     except ValidationError as e:
         key, msg = _format_validation_error(e)
         raise ConfigError(path, key, msg) from None
+    base_raw = raw.get("trial", {})
+    flat = study.trial.flat()
     for dotted, axis in study.sweep.items():
-        key = f"sweep.{dotted}"
-        if not _key_exists(study.trial, dotted):
-            raise ConfigError(path, key, f"the trial config has no key 'trial.{dotted}' to sweep.")
-        if dotted == "seed" and study.seeds is not None:
-            raise ConfigError(path, key, "seeds are already set by the top-level 'seeds' list; use one of them.")
-        if axis.kind in ("uniform", "loguniform"):
-            current = _get_dotted(study.trial, dotted)
-            if not isinstance(current, float):
-                kind = "an integer" if isinstance(current, int) and not isinstance(current, bool) else "not a number"
-                raise ConfigError(
-                    path, key, f"{axis.kind} draws real numbers, but 'trial.{dotted}' is {kind}; use grid or choice."
-                )
-        for value in axis.probe_values():
-            try:
-                apply_overrides(raw.get("trial", {}), {dotted: value})
-            except ConfigError as e:
-                raise ConfigError(path, key, f"value {value!r} is invalid for 'trial.{dotted}': {e.message}") from None
-    grids = {k: a.grid for k, a in study.sweep.items() if a.grid is not None}
-    if 1 < len(grids) and math.prod(len(v) for v in grids.values()) <= 10_000:
-        for combo in itertools.product(*grids.values()):
-            try:
-                apply_overrides(raw.get("trial", {}), dict(zip(grids, combo)))
-            except ConfigError as e:
-                point = ", ".join(f"{k}={v!r}" for k, v in zip(grids, combo))
-                raise ConfigError(path, f"sweep.{e.key}", f"the grid point ({point}) is invalid: {e.message}") from None
+        _check_axis(path, f"sweep.{dotted}", dotted, axis, study, base_raw)
+        for cond_key, wanted in (axis.when or {}).items():
+            if cond_key not in flat and cond_key not in study.sweep:
+                raise ConfigError(path, f"sweep.{dotted}.when.{cond_key}", f"'{cond_key}' is neither a trial key nor swept.")
+    for target, expression in study.derived.items():
+        key = f"derived.{target}"
+        if target not in flat:
+            raise ConfigError(path, key, f"the trial config has no key 'trial.{target}' to derive.")
+        if target in study.sweep or target == "seed":
+            raise ConfigError(path, key, f"'{target}' is swept; a key is either swept or derived.")
+        try:
+            names = expression_names(expression)
+        except ValueError as e:
+            raise ConfigError(path, key, f"{e}.") from None
+        unknown = [n for n in names if n not in flat and n not in study.sweep]
+        if unknown:
+            raise ConfigError(path, key, f"the expression reads '{unknown[0]}', which is not a trial key "
+                                         "(write dotted keys such as optim.lr_ratio).")
+    _check_search(path, study)
+    _check_scheduler(path, study, base_raw)
+    if study.confirm is not None and study.confirm_objective() is None:
+        raise ConfigError(path, "confirm.metric", "the confirmation phase ranks configurations by a metric: set "
+                                                  "confirm.metric and confirm.mode (or search.metric and search.mode).")
+    if study.search.algorithm != "optuna":
+        _check_points(path, study, base_raw)
     return study
+
+
+def _check_axis(path: str | Path, key: str, dotted: str, axis: SweepAxis, study: StudyConfig, base_raw: dict) -> None:
+    if not _key_exists(study.trial, dotted) and not _is_union_member_key(dotted, axis):
+        raise ConfigError(path, key, f"the trial config has no key 'trial.{dotted}' to sweep.")
+    if dotted == "seed" and study.seeds is not None:
+        raise ConfigError(path, key, "seeds are already set by the top-level 'seeds' list; use one of them.")
+    if axis.kind in ("uniform", "loguniform") and _key_exists(study.trial, dotted):
+        current = _get_dotted(study.trial, dotted)
+        if not isinstance(current, float):
+            kind = "an integer" if isinstance(current, int) and not isinstance(current, bool) else "not a number"
+            raise ConfigError(
+                path, key, f"{axis.kind} draws real numbers, but 'trial.{dotted}' is {kind}; use grid or choice."
+            )
+    # A conditional axis is checked where its condition holds (a GP weight next to the GP loss).
+    context = {k: (v[0] if isinstance(v, list) else v) for k, v in (axis.when or {}).items()}
+    for value in axis.probe_values():
+        try:
+            apply_overrides(base_raw, {**context, dotted: value})
+        except ConfigError as e:
+            raise ConfigError(path, key, f"value {value!r} is invalid for 'trial.{dotted}': {e.message}") from None
+
+
+def _is_union_member_key(dotted: str, axis: SweepAxis) -> bool:
+    """``loss.gp_weight`` exists only for some losses: sweeping it is fine when ``when`` selects one."""
+    return axis.when is not None and dotted.split(".")[0] in _DISCRIMINATED_FIELDS
+
+
+def _check_search(path: str | Path, study: StudyConfig) -> None:
+    search = study.search
+    if search.algorithm == "grid":
+        for dotted, axis in study.sweep.items():
+            if axis.is_random:
+                raise ConfigError(path, f"sweep.{dotted}", f"a grid search enumerates values, but this axis is "
+                                  f"{axis.kind}; use grid, or set search.algorithm to random or optuna.")
+        if study.num_samples != 1:
+            raise ConfigError(path, "num_samples", "a grid search runs each point once per seed; repeat a "
+                              "configuration with more seeds, or set search.algorithm to random.")
+    if search.algorithm == "optuna":
+        if study.seeds is not None and len(study.seeds) > 1:
+            raise ConfigError(path, "seeds", "Optuna searches configurations, not seeds: give one seed (or none) "
+                              "and use a confirmation phase (confirm: {top: K, seeds: M}) for rates across seeds.")
+        if not study.sweep:
+            raise ConfigError(path, "sweep", "an Optuna search needs at least one swept key.")
+        if isinstance(study.scheduler, PbtSchedulerConfig):
+            raise ConfigError(path, "scheduler.name", "PBT mutates configurations itself; use it with grid or random.")
+
+
+def _check_scheduler(path: str | Path, study: StudyConfig, base_raw: dict) -> None:
+    s = study.scheduler
+    if isinstance(s, FifoSchedulerConfig):
+        return
+    if s.metric is None and len(study.search.metrics) != 1:
+        raise ConfigError(path, "scheduler.metric", f"{s.name} needs one metric to compare trials by: set "
+                          "scheduler.metric and scheduler.mode (or a single search.metric).")
+    if s.metric is not None and s.mode is None:
+        raise ConfigError(path, "scheduler.mode", "give min or max with scheduler.metric.")
+    steps, every = study.trial.train.steps, study.trial.train.eval_every
+    if isinstance(s, AshaSchedulerConfig) and s.grace_steps >= steps:
+        raise ConfigError(path, "scheduler.grace_steps", f"must be below train.steps ({steps}), or no trial can "
+                          "ever be stopped early.")
+    if isinstance(s, PbtSchedulerConfig):
+        if s.interval % every or s.interval >= steps:
+            raise ConfigError(path, "scheduler.interval", f"must be a multiple of train.eval_every ({every}) and "
+                              f"below train.steps ({steps}): trials report, and are checkpointed, at eval steps.")
+        for dotted, axis in s.mutations.items():
+            key = f"scheduler.mutations.{dotted}"
+            if dotted not in MUTABLE_KEYS:
+                raise ConfigError(path, key, f"PBT can change only {', '.join(MUTABLE_KEYS)} in a running trial "
+                                  "(others would rebuild the models).")
+            if axis.when is not None:
+                raise ConfigError(path, f"{key}.when", "mutations cannot be conditional.")
+            if dotted in study.sweep and study.sweep[dotted].when is not None:
+                raise ConfigError(path, key, "a mutated key cannot also be a conditional sweep axis.")
+            _check_axis(path, key, dotted, axis, study, base_raw)
+
+
+def _check_points(path: str | Path, study: StudyConfig, base_raw: dict) -> None:
+    """Validate every trial the study will run (conditions and derived keys applied), up to a limit."""
+    grid_sizes = [len(a.grid) for a in study.sweep.values() if a.grid is not None]
+    if math.prod(grid_sizes) * (study.num_samples if study.has_random_axes else 1) > MAX_POINTS_CHECKED:
+        return
+    try:
+        points = study.points()
+    except (ValueError, ArithmeticError, TypeError) as e:
+        raise ConfigError(path, "derived", f"a derived key cannot be computed: {e}.") from None
+    for point in points:
+        try:
+            apply_overrides(base_raw, point)
+        except ConfigError as e:
+            shown = ", ".join(f"{k}={v!r}" for k, v in point.items() if k != "seed")
+            where = "derived" if e.key in study.derived else "sweep"
+            raise ConfigError(path, f"{where}.{e.key}", f"the trial ({shown}) is invalid: {e.message}") from None
 
 
 def _get_dotted(trial: TrialConfig, dotted: str) -> Any:

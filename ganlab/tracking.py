@@ -118,58 +118,112 @@ def end_run(tracking_uri: str, run_id: str, status: str) -> None:
     MlflowClient(tracking_uri).set_terminated(run_id, status=status)
 
 
+def reopen_run(tracking_uri: str, run_id: str) -> None:
+    """A resumed study continues its parent run (RUNNING again until it ends)."""
+    MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
+
+
+def study_run_of(tracking_uri: str, parent_run_id: str, study_name: str) -> StudyRun:
+    run = MlflowClient(tracking_uri).get_run(parent_run_id)
+    return StudyRun(tracking_uri, run.info.experiment_id, parent_run_id, study_name)
+
+
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text[:MAX_PARAM_CHARS]
 
 
-class TrialLogger:
-    """The one writer of a trial's child run. Metrics are buffered and sent in batches."""
+TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
+TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
+TAG_STOP_REASON = "ganlab.stop_reason"
+TAG_RESTARTS = "ganlab.restarts"  # times the trial continued its run: resumed, retried after a crash, PBT
 
-    def __init__(self, study: StudyRun, run_id: str):
+
+def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
+    """The child run a trial already has under this study run (after a resume, retry or PBT restart)."""
+    runs = client.search_runs(
+        [study.experiment_id],
+        f"tags.`{TAG_PARENT}` = '{study.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'",
+        max_results=2,
+    )
+    return runs[0] if runs else None
+
+
+class TrialLogger:
+    """The one writer of a trial's child run. Metrics are buffered and sent in batches.
+
+    A trial that restarts (driver resumed, worker died, PBT restarted its actor) continues its own run:
+    ``open`` finds it by trial id. Each flush records the last step it completed, and a restarted trial,
+    which recomputes the same steps from its checkpoint, skips steps already stored, so the run's history
+    has every step exactly once.
+    """
+
+    def __init__(self, study: StudyRun, run_id: str, logged_through: int = -1):
         self.study = study
         self.run_id = run_id
         self.client = MlflowClient(study.tracking_uri)
+        self.logged_through = logged_through
         self._buffer: list[Metric] = []
+        self._buffered_through = logged_through
 
     @classmethod
-    def start(
+    def open(
         cls,
         study: StudyRun,
+        trial_id: str,
         run_name: str,
         params: dict[str, Any],
         tags: dict[str, str],
         config: dict[str, Any],
     ) -> "TrialLogger":
         client = MlflowClient(study.tracking_uri)
+        existing = find_trial_run(client, study, trial_id)
+        if existing is not None:
+            client.update_run(existing.info.run_id, status="RUNNING")
+            logger = cls(study, existing.info.run_id, int(existing.data.tags.get(TAG_LOGGED_THROUGH, -1)))
+            restarts = int(existing.data.tags.get(TAG_RESTARTS, 0)) + 1
+            logger.set_tags({**tags, TAG_RESTARTS: str(restarts)})
+            return logger
         all_tags = {TAG_PARENT: study.parent_run_id, TAG_STUDY: study.study_name, TAG_KIND: "trial",
-                    "ganlab.host": socket.gethostname(), "ganlab.platform": platform.platform(), **tags}
+                    TAG_TRIAL_ID: trial_id, "ganlab.host": socket.gethostname(),
+                    "ganlab.platform": platform.platform(), **tags}
         run = client.create_run(study.experiment_id, tags=all_tags, run_name=run_name)
         logger = cls(study, run.info.run_id)
-        items = [Param(k, _param_text(v)) for k, v in params.items()]
-        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            client.log_batch(logger.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        logger.log_params(params)
         client.log_dict(logger.run_id, config, "trial_config.json")
         return logger
 
+    def log_params(self, params: dict[str, Any]) -> None:
+        items = [Param(k, _param_text(v)) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+        if step <= self.logged_through:
+            return  # already stored before a restart; recomputed identically from the checkpoint
         now = int(time.time() * 1000)
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
-        if len(self._buffer) >= MAX_METRICS_PER_BATCH:
-            self.flush()
+        self._buffered_through = max(self._buffered_through, step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH])
 
     def flush(self) -> None:
+        """Send the buffer; the last batch carries the step it completes (a crash mid-flush can only
+        repeat points, never lose them)."""
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            tags = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through))]
+            self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+        self.logged_through = self._buffered_through
 
-    def end(self, status: str) -> None:
+    def end(self, status: str, tags: dict[str, str] | None = None) -> None:
         """Flush, then close the run with ``status``; a run is never left RUNNING."""
         try:
             self.flush()
+            if tags:
+                self.set_tags(tags)
         finally:
             self.client.set_terminated(self.run_id, status=status)
-

@@ -394,10 +394,12 @@ class Trainer:
             "verdict": {"first_distance": self.verdict.first_distance, "latest": self.verdict.latest},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], same_trajectory: bool = True) -> None:
+        """``same_trajectory=False`` is population-based training's exploit: the state of another trial,
+        continued under this trial's (mutated) hyper-parameters; the learning rates are this config's."""
         if state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointMismatch(f"checkpoint format {state.get('version')} is not {CHECKPOINT_VERSION}")
-        if state["trajectory_digest"] != self.cfg.trajectory_digest():
+        if same_trajectory and state["trajectory_digest"] != self.cfg.trajectory_digest():
             raise CheckpointMismatch(
                 "the checkpoint was written under a different trial config (only train.* and diagnostics.* "
                 "may change on resume); start a new run or restore the original config"
@@ -419,6 +421,10 @@ class Trainer:
         self.verdict.latest = dict(state["verdict"]["latest"])
         c = state["counters"]
         self.iteration, self.g_steps, self.d_steps = c["iteration"], c["g_steps"], c["d_steps"]
+        if not same_trajectory:
+            for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = lr
 
     def save(self, path: str | Path) -> None:
         """Atomic: a crash mid-write leaves the previous checkpoint intact."""
@@ -429,4 +435,14 @@ class Trainer:
         os.replace(tmp, path)
 
     def load(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+
+
+def metric_names(cfg: TrialConfig) -> set[str]:
+    """Every diagnostic a trial of this config logs, found by training it for one iteration (a second or
+    two): the only list that cannot drift from what the trainer really emits."""
+    short = cfg.model_copy(update={"train": cfg.train.model_copy(update={"steps": 1, "log_every": 1, "eval_every": 1})})
+    names: set[str] = set()
+    for report in Trainer(short, "cpu").run():
+        names.update(report.metrics)
+    return names

@@ -1,26 +1,51 @@
-"""Ray Tune integration: a study becomes a Tune search space, each trial a ``Trainer`` run.
+"""Ray Tune integration: a study becomes Tune trials, each trial a ``Trainer`` run in a warm worker.
 
-The trainable reports to Tune only at eval steps (each report costs milliseconds in the driver) and
-sends every logged diagnostic to its own MLflow child run in batches.
+The trainable is a class (``GanTrainable``): one ``step()`` trains to the next eval step and reports once
+(each report costs milliseconds in the driver), Tune can checkpoint it whenever a scheduler needs (PBT),
+and with ``reuse_actors`` a worker process, its torch import and its CUDA context serve trial after trial
+instead of being paid per trial. Every trial sends its diagnostics to its own MLflow child run, which it
+finds again after a restart (resume, worker crash, PBT), so no trial ever gets two runs.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
-from ganlab.config import StudyConfig, SweepAxis, apply_overrides
-from ganlab.tracking import TAG_SEED, TAG_TRIAL_ID, TAG_VERDICT, StudyRun, TrialLogger
+from ganlab.config import (
+    AshaSchedulerConfig,
+    PbtSchedulerConfig,
+    StudyConfig,
+    SweepAxis,
+    TrialConfig,
+    apply_overrides,
+)
+from ganlab.tracking import (
+    TAG_SEED,
+    TAG_STATUS,
+    TAG_STOP_REASON,
+    TAG_VERDICT,
+    StudyRun,
+    TrialLogger,
+    find_trial_run,
+)
 from ganlab.trainer import Trainer, resolve_device
+
+CHECKPOINT_FILE = "trainer.pt"
+META_FILE = "trial.json"
+PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
 
 
 def short_names(keys: list[str]) -> dict[str, str]:
@@ -34,144 +59,406 @@ def describe(overrides: dict[str, Any]) -> str:
     return " ".join(f"{names[k]}={v:.4g}" if isinstance(v, float) else f"{names[k]}={v}" for k, v in overrides.items())
 
 
-def _axis_space(axis: SweepAxis) -> Any:
-    if axis.grid is not None:
-        return tune.grid_search(list(axis.grid))
-    if axis.choice is not None:
-        return tune.choice(list(axis.choice))
+# --- the search space ---------------------------------------------------------------------------
+
+
+def _axis_domain(axis: SweepAxis) -> Any:
+    """PBT's mutation spec for an axis: a list (neighbouring values) or a distribution."""
+    if axis.grid is not None or axis.choice is not None:
+        return list(axis.grid or axis.choice)  # type: ignore[arg-type]
     if axis.uniform is not None:
         return tune.uniform(*axis.uniform)
     return tune.loguniform(*axis.loguniform)  # type: ignore[misc]
 
 
-def param_space(study: StudyConfig) -> dict[str, Any]:
-    overrides = {key: _axis_space(axis) for key, axis in study.sweep.items()}
-    if study.seeds is not None:
-        overrides["seed"] = tune.grid_search(list(study.seeds))
-    return {"overrides": overrides}
+def param_space(study: StudyConfig, points: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Grid and random searches are expanded by ganlab (``StudyConfig.points``: conditions, derived keys,
+    seeded draws, no repeated trial) and handed to Tune as one grid over whole trials."""
+    if study.search.algorithm == "optuna" and points is None:
+        return {}
+    return {"point": tune.grid_search(points if points is not None else study.points())}
+
+
+def optuna_space(study: StudyConfig):
+    """Define-by-run space: an axis whose ``when`` fails is never suggested (conditional parameters)."""
+
+    def space(trial) -> dict[str, Any] | None:
+        values = study.base_values()
+        for key, axis in study.sweep.items():
+            if not axis.holds(values):
+                continue
+            if axis.grid is not None or axis.choice is not None:
+                values[key] = trial.suggest_categorical(key, list(axis.grid or axis.choice))  # type: ignore[arg-type]
+            elif axis.uniform is not None:
+                values[key] = trial.suggest_float(key, *axis.uniform)
+            else:
+                values[key] = trial.suggest_float(key, *axis.loguniform, log=True)  # type: ignore[misc]
+        return {"seed": study.seeds[0]} if study.seeds else None
+
+    return space
+
+
+def make_searcher(study: StudyConfig, optuna_db: Path, study_name: str):
+    if study.search.algorithm != "optuna":
+        return None
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    s = study.search
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    metrics, modes = s.metrics, s.modes
+    return OptunaSearch(
+        space=optuna_space(study),
+        metric=metrics[0] if len(metrics) == 1 else metrics,
+        mode=modes[0] if len(modes) == 1 else modes,
+        sampler=optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials),
+        storage=optuna.storages.RDBStorage(f"sqlite:///{optuna_db.resolve()}"),
+        study_name=study_name,
+    )
+
+
+# --- schedulers that say why ----------------------------------------------------------------------
+
+
+def _tag_run(tracking_uri: str, run_id: str | None, tags: dict[str, str]) -> None:
+    if run_id:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        for k, v in tags.items():
+            client.set_tag(run_id, k, v)
+
+
+class ExplainedASHA(ASHAScheduler):
+    """ASHA that records, on the trial's MLflow run, the rung, its cutoff and the value that lost."""
+
+    def __init__(self, tracking_uri: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._tracking_uri = tracking_uri
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        rung = None
+        if self._time_attr in result and self._metric in result and trial.trial_id in self._trial_info:
+            for milestone, recorded in self._trial_info[trial.trial_id]._rungs:
+                if result[self._time_attr] >= milestone and trial.trial_id not in recorded:
+                    rung = (milestone, self._trial_info[trial.trial_id].cutoff(recorded))
+                    break
+        action = super().on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP and result.get(self._time_attr, 0) < self._max_t and rung:
+            milestone, cutoff = rung
+            value, sign = result[self._metric], self._metric_op
+            better = "below" if sign < 0 else "above"
+            reason = (f"asha: stopped at iteration {result[self._time_attr]} of {self._max_t} (rung {milestone:g}): "
+                      f"{self._metric} = {value:.4g}, not {better} the rung's cutoff {sign * cutoff:.4g} "
+                      f"(the best 1/{self._reduction_factor:g} continue)")
+            _tag_run(self._tracking_uri, result.get("mlflow_run_id"), {TAG_STOP_REASON: reason, TAG_STATUS: "stopped"})
+        return action
+
+
+def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
+    s = study.scheduler
+    objective = study.scheduler_objective()
+    if isinstance(s, AshaSchedulerConfig):
+        metric, mode = objective  # type: ignore[misc]
+        return ExplainedASHA(tracking_uri, time_attr="step", metric=metric, mode=mode, max_t=study.trial.train.steps,
+                             grace_period=s.grace_steps, reduction_factor=s.reduction_factor)
+    if isinstance(s, PbtSchedulerConfig):
+        metric, mode = objective  # type: ignore[misc]
+        return PopulationBasedTraining(
+            time_attr="step",  # training iterations, not wall clock
+            metric=metric, mode=mode, perturbation_interval=s.interval,
+            hyperparam_mutations={"point": {k: _axis_domain(a) for k, a in s.mutations.items()}},
+            quantile_fraction=s.quantile, resample_probability=s.resample_probability,
+        )
+    return FIFOScheduler()
+
+
+# --- the trainable -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class TrialContext:
     """Constants every trial needs, shipped once through Ray's object store."""
 
-    study: StudyRun
-    base_trial: dict[str, Any]
-    cpus: float
-    gpus: float
+    study_run: StudyRun
+    study: StudyConfig
+    objectives: tuple[tuple[str, str], ...]  # (metric, mode) the searcher and scheduler read
+    mutated: tuple[str, ...] = ()  # keys PBT changes: also logged as metrics (hp/...)
+    extra_tags: dict[str, str] = field(default_factory=dict)
 
 
-def train_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """The Tune trainable: one GAN training run, logged to its own MLflow child run."""
-    torch.set_num_threads(max(1, math.floor(context.cpus)))  # no oversubscription beside other trials
-    overrides = dict(config["overrides"])
-    trial_cfg = apply_overrides(context.base_trial, overrides)
-    # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU
-    # even on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
-    device = "cpu" if context.gpus == 0 else str(resolve_device(trial_cfg.device))
-    tctx = tune.get_context()
-    trial_id = tctx.get_trial_id()
-    logger = TrialLogger.start(
-        context.study,
-        run_name=f"{trial_id.rsplit('_', 1)[-1]} {describe(overrides)}",
-        params=trial_cfg.flat(),
-        tags={TAG_TRIAL_ID: trial_id, "ganlab.trial_name": tctx.get_trial_name(), TAG_SEED: str(trial_cfg.seed),
-              "ganlab.device": device, "ganlab.config_digest": trial_cfg.digest(),
-              **({"ganlab.gpu_name": torch.cuda.get_device_name()} if device.startswith("cuda") else {})},
-        config=trial_cfg.model_dump(mode="json"),
-    )
-    status = "FAILED"
-    try:
-        for report in Trainer(trial_cfg, device).run():
-            logger.log_metrics(report.step, report.metrics)
-            if report.evaluated:
-                tags = {TAG_VERDICT: report.verdict, "ganlab.verdict_reason": report.reason}
-                if report.stopped:
-                    tags["ganlab.stop_reason"] = f"diverged at iteration {report.step}: {report.reason}"
-                logger.set_tags(tags)  # the verdict is kept up to date while the trial runs
-                logger.flush()
-                # Non-finite values never reach Tune (searchers choke on NaN); `diverged` says what happened.
-                finite = {k: v for k, v in report.metrics.items() if math.isfinite(v)}
-                tune.report({"step": report.step, "verdict": report.verdict, "diverged": int(report.stopped), **finite})
-        status = "FINISHED"
-    except (SystemExit, KeyboardInterrupt):
-        status = "KILLED"  # a scheduler stop arrives as SystemExit from tune.report
-        raise
-    finally:
-        logger.end(status)
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-class ProgressPrinter(tune.Callback):
-    """One line per eval report and per finished trial, so a long study is never silent."""
+class GanTrainable(tune.Trainable):
+    """One trial. ``step()`` trains to the next eval step; the MLflow run is committed at every step."""
 
-    def __init__(self, total_steps: int, n_modes: int | None, stream=None):
+    def setup(self, config: dict[str, Any], context: TrialContext) -> None:
+        for name in ("ray.tune", "ray.train"):  # one "checkpoint created" line per save otherwise
+            logging.getLogger(name).setLevel(logging.WARNING)
+        self.context = context
+        self._configure(config)
+
+    def _configure(self, config: dict[str, Any]) -> None:
+        point = dict(config.get("point", config))
+        self.overrides = self.context.study.resolve(point)
+        self.cfg: TrialConfig = apply_overrides(self.context.study.trial, self.overrides)
+        resources = self.context.study.resources
+        torch.set_num_threads(max(1, math.floor(resources.cpu)))  # no oversubscription beside other trials
+        # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU even
+        # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
+        self.device = "cpu" if resources.gpu == 0 else str(resolve_device(self.cfg.device))
+        self.trainer = Trainer(self.cfg, self.device)
+        self.logger: TrialLogger | None = None
+        self.latest: dict[str, float] = {}
+        self.completed = False
+
+    # --- MLflow ---
+
+    def _open_logger(self) -> TrialLogger:
+        if self.logger is None:
+            node = ray.get_runtime_context()
+            tags = {TAG_SEED: str(self.cfg.seed), "ganlab.trial_name": self.trial_name, "ganlab.device": self.device,
+                    "ganlab.config_digest": self.cfg.digest(), "ganlab.node_id": node.get_node_id(),
+                    "ganlab.node_ip": ray.util.get_node_ip_address(), "ganlab.pid": str(os.getpid()),
+                    **self.context.extra_tags}
+            if self.device.startswith("cuda"):
+                tags["ganlab.gpu_name"] = torch.cuda.get_device_name()
+            self.logger = TrialLogger.open(
+                self.context.study_run, self.trial_id, f"{self.trial_id.rsplit('_', 1)[-1]} {describe(self.overrides)}",
+                self.cfg.flat(), tags, self.cfg.model_dump(mode="json"),
+            )
+        return self.logger
+
+    def _close(self, status: str, tags: dict[str, str] | None = None) -> None:
+        if self.logger is not None:
+            logger, self.logger = self.logger, None
+            logger.end(status, tags)
+
+    # --- Tune's interface ---
+
+    def step(self) -> dict[str, Any]:
+        logger = self._open_logger()
+        t = self.cfg.train
+        stop_at = min((self.trainer.iteration // t.eval_every + 1) * t.eval_every, t.steps)
+        last = None
+        for last in self.trainer.run(stop_at=stop_at):
+            logger.log_metrics(last.step, last.metrics)
+            self.latest.update(last.metrics)
+        if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
+            hp = {f"hp/{k}": float(v) for k, v in self.overrides.items() if k in self.context.mutated}
+            hp["hp/lr_d"] = self.cfg.optim.lr_d
+            logger.log_metrics(self.trainer.iteration, hp)
+            self.latest.update(hp)
+        diverged = bool(last and last.stopped)
+        done = diverged or self.trainer.iteration >= t.steps
+        tags = {TAG_VERDICT: last.verdict, "ganlab.verdict_reason": last.reason} if last else {}
+        if done:
+            self.completed = True
+            tags[TAG_STATUS] = "diverged" if diverged else "finished"
+            tags[TAG_STOP_REASON] = (f"diverged at iteration {last.step}: {last.reason}" if diverged
+                                     else f"completed {t.steps} iterations")
+            self._close("FINISHED", tags)
+        else:
+            logger.flush()
+            logger.set_tags(tags)
+        result = {"step": self.trainer.iteration, "verdict": last.verdict if last else "", "diverged": int(diverged),
+                  "mlflow_run_id": logger.run_id, **_finite(self.latest)}
+        for metric, mode in self.context.objectives:
+            # Searchers choke on NaN (an Optuna trial would stay RUNNING forever): a diverged or undefined
+            # objective is reported as the worst finite value, and `diverged` says what happened.
+            if metric not in result:
+                result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
+        if done:
+            result["done"] = True
+        return result
+
+    def save_checkpoint(self, checkpoint_dir: str) -> str:
+        self.trainer.save(Path(checkpoint_dir) / CHECKPOINT_FILE)
+        meta = {"trial_id": self.trial_id, "overrides": self.overrides, "latest": self.latest,
+                "iteration": self.trainer.iteration}
+        (Path(checkpoint_dir) / META_FILE).write_text(json.dumps(meta))
+        return checkpoint_dir
+
+    def load_checkpoint(self, checkpoint_dir: str) -> None:
+        meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
+        state = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
+        logger = self._open_logger()
+        if meta["trial_id"] == self.trial_id:  # this trial's own checkpoint: resume, or retry after a crash
+            self.trainer.load_state_dict(state)
+            self.latest = meta["latest"]
+            return
+        # Population-based training cloned another trial: its weights, this trial's new hyper-parameters.
+        self.trainer.load_state_dict(state, same_trajectory=False)
+        self.latest = meta["latest"]
+        logger.flush()
+        logger.logged_through = self.trainer.iteration - 1  # a new trajectory from the clone's step on
+        changed = {k: (meta["overrides"].get(k), v) for k, v in self.overrides.items() if meta["overrides"].get(k) != v}
+        event = (f"iteration {self.trainer.iteration}: cloned {meta['trial_id']}; "
+                 + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
+        run = logger.client.get_run(logger.run_id)
+        history = run.data.tags.get("ganlab.pbt_exploits", "")
+        logger.set_tags({"ganlab.pbt_exploits": (history + "\n" if history else "") + event})
+
+    def reset_config(self, new_config: dict[str, Any]) -> bool:
+        """A warm worker takes the next trial (``reuse_actors``) or PBT's new config: close, rebuild."""
+        if not self.completed:
+            self._close("KILLED")
+        self._configure(new_config)
+        return True
+
+    def cleanup(self) -> None:
+        if not self.completed:
+            self._close("KILLED")  # stopped by a scheduler or the driver; a resume reopens the run
+
+
+# --- progress --------------------------------------------------------------------------------------
+
+
+class StudyCallback(tune.Callback):
+    """Live progress (a table of running trials and counts by state, every ``PROGRESS_EVERY_S`` seconds,
+    and one line per finished trial), and the MLflow side of trials whose worker died for good."""
+
+    def __init__(self, study_run: StudyRun, total_steps: int, every_s: float = PROGRESS_EVERY_S):
+        self.study_run = study_run
         self.total_steps = total_steps
-        self.n_modes = n_modes
-        self.stream = stream or sys.stdout
+        self.every_s = every_s
+        self._latest: dict[str, dict] = {}
+        self._last_print = 0.0
 
-    def _counts(self, trials) -> str:
+    @staticmethod
+    def _counts(trials) -> str:
+        names = {"TERMINATED": "done", "ERROR": "failed", "RUNNING": "running", "PENDING": "pending",
+                 "PAUSED": "paused"}
         states: dict[str, int] = {}
         for t in trials:
             states[t.status] = states.get(t.status, 0) + 1
-        order = ["TERMINATED", "ERROR", "RUNNING", "PENDING", "PAUSED"]
-        names = {"TERMINATED": "done", "ERROR": "failed", "RUNNING": "running", "PENDING": "pending"}
-        return ", ".join(f"{states[s]} {names.get(s, s.lower())}" for s in order if states.get(s))
+        return ", ".join(f"{n} {names.get(s, s.lower())}" for s, n in states.items())
 
     def _print(self, text: str) -> None:
-        print(f"[ganlab {time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+        print(f"[ganlab {time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
+
+    def _row(self, trial, result: dict) -> str:
+        acc = "acc" if "acc/real" in result else "acc_sign"
+        modes = result.get("eval/modes")
+        extra = f" modes {modes:.0f}" if modes is not None else ""
+        dist = result.get("eval/dirac_distance")
+        extra += f" |(theta, psi)| {dist:.3g}" if dist is not None else ""
+        return (f"{describe(trial.config.get('point', trial.config)):<34} step {result.get('step', 0):>6}/"
+                f"{self.total_steps} | D acc real {result.get(f'{acc}/real', math.nan):.2f} "
+                f"fake {result.get(f'{acc}/fake', math.nan):.2f}{extra} | {result.get('verdict', '')}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        modes, dist = result.get("eval/modes"), result.get("eval/dirac_distance")
-        modes_txt = f" | modes {modes:.0f}/{self.n_modes}" if modes is not None and self.n_modes else ""
-        modes_txt += f" | |(theta, psi)| {dist:.3g}" if dist is not None else ""
-        self._print(
-            f"{describe(trial.config['overrides']):<28} step {result['step']:>6}/{self.total_steps}"
-            f" | D acc real {result.get('acc/real', result.get('acc_sign/real', math.nan)):.2f}"
-            f" fake {result.get('acc/fake', result.get('acc_sign/fake', math.nan)):.2f}"
-            f"{modes_txt} | {result.get('verdict', '')} | {self._counts(trials)}"
-        )
+        self._latest[trial.trial_id] = result
+        now = time.time()
+        if now - self._last_print >= self.every_s:
+            self._last_print = now
+            running = [t for t in trials if t.status == "RUNNING" and t.trial_id in self._latest]
+            lines = [f"{len(trials)} trials: {self._counts(trials)}"]
+            lines += [f"  {self._row(t, self._latest[t.trial_id])}" for t in running]
+            self._print("\n".join(lines))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = self._latest.get(trial.trial_id, {})
+        self._print(f"done {self._row(trial, result)} | {self._counts(trials)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._print(f"{describe(trial.config['overrides'])} FAILED; log: {trial.local_path} | {self._counts(trials)}")
+        self._print(f"FAILED {describe(trial.config.get('point', trial.config))}; log: {trial.local_path} | "
+                    f"{self._counts(trials)}")
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(self.study_run.tracking_uri)
+        run = find_trial_run(client, self.study_run, trial.trial_id)
+        if run is not None:  # the worker died without closing it
+            error = (trial.error_file and Path(trial.error_file).is_file() and Path(trial.error_file).read_text()) or ""
+            client.set_tag(run.info.run_id, TAG_STATUS, "failed")
+            client.set_tag(run.info.run_id, TAG_STOP_REASON, f"failed: {error.strip().splitlines()[-1] if error else 'worker error'}"[:5000])
+            client.set_terminated(run.info.run_id, status="FAILED")
+
+
+# --- the study -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class StudyOutcome:
     n_trials: int
     n_errors: int
+    n_unfinished: int  # interrupted: resume to finish them
     ray_path: str
+
+
+def _connect(num_cpus: int | None, address: str | None) -> None:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    # Checkpointing at every eval step is by design (it makes resume exact); Tune's warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if address:  # a cluster started by `ray start` with token auth: the client must use the token too
+        token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+        if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+             log_to_driver=True, configure_logging=True, logging_level="WARNING")
 
 
 def run_study(
     study: StudyConfig,
     study_run: StudyRun,
-    storage: Path,
+    folder: Path,
+    *,
+    points: list[dict[str, Any]] | None = None,
+    resume: bool = False,
     num_cpus: int | None = None,
     address: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> StudyOutcome:
-    from ganlab.data import make_dataset  # only for the progress line's mode count
-
-    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
-    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    """Run (or resume) every trial; ``folder`` holds Tune's experiment and Optuna's storage."""
+    folder = folder.resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    name = study_run.parent_run_id
+    objectives: list[tuple[str, str]] = list(zip(study.search.metrics, study.search.modes))
+    sched = study.scheduler_objective()
+    if sched and sched not in objectives:
+        objectives.append(sched)
+    mutated = tuple(study.scheduler.mutations) if isinstance(study.scheduler, PbtSchedulerConfig) else ()
+    context = TrialContext(study_run, study, tuple(objectives), mutated, dict(extra_tags or {}))
+    trainable = tune.with_resources(
+        tune.with_parameters(GanTrainable, context=context),
+        {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
+    )
+    _connect(num_cpus, address)
     try:
-        context = TrialContext(study_run, study.trial.model_dump(mode="json"), study.resources.cpu, study.resources.gpu)
-        trainable = tune.with_resources(
-            tune.with_parameters(train_trial, context=context),
-            {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space(study),
-            tune_config=tune.TuneConfig(num_samples=study.num_samples, max_concurrent_trials=study.max_concurrent),
-            run_config=tune.RunConfig(
-                name=study_run.parent_run_id,
-                storage_path=str(storage.resolve()),
-                verbose=0,
-                callbacks=[ProgressPrinter(study.trial.train.steps, getattr(make_dataset(study.trial.data), 'n_modes', None))],
-            ),
-        )
+        path = folder / name
+        if resume and tune.Tuner.can_restore(str(path)):
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            pbt = isinstance(study.scheduler, PbtSchedulerConfig)
+            every, t = study.trial.train.eval_every, study.trial.train
+            tuner = tune.Tuner(
+                trainable,
+                param_space=param_space(study, points),
+                tune_config=tune.TuneConfig(
+                    num_samples=study.num_samples if study.search.algorithm == "optuna" and points is None else 1,
+                    max_concurrent_trials=study.max_concurrent,
+                    search_alg=make_searcher(study, folder / "optuna.db", name) if points is None else None,
+                    scheduler=make_scheduler(study, study_run.tracking_uri),
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=name,
+                    storage_path=str(folder),
+                    verbose=0,
+                    callbacks=[StudyCallback(study_run, t.steps)],
+                    checkpoint_config=tune.CheckpointConfig(
+                        num_to_keep=4 if pbt else 2,
+                        checkpoint_frequency=max(1, t.checkpoint_every // every) if t.checkpoint_every else 1,
+                    ),
+                    failure_config=tune.FailureConfig(max_failures=study.max_failures),
+                ),
+            )
         results = tuner.fit()
-        return StudyOutcome(len(results), len(results.errors), results.experiment_path)
+        # An interrupted fit() returns normally: count what ended against what the study plans.
+        expected = len(points) if points is not None else study.trial_count()
+        ended = sum(r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None for r in results)
+        return StudyOutcome(len(results), len(results.errors), max(0, expected - ended), results.experiment_path)
     finally:
         ray.shutdown()

@@ -50,7 +50,7 @@ def test_parent_run_holds_study_file_and_space(study_run, sqlite_uri, tmp_path):
 
 
 def test_trial_logger_loses_no_metric_point(study_run, sqlite_uri):
-    logger = TrialLogger.start(study_run, "t0", {"optim.lr_ratio": 2.0, "data.name": "ring8"}, {"k": "v"}, {"a": 1})
+    logger = TrialLogger.open(study_run, "trial-0", "t0", {"optim.lr_ratio": 2.0, "data.name": "ring8"}, {"k": "v"}, {"a": 1})
     for step in range(1, 701):  # 2100 points: crosses the 1000-per-batch limit twice
         logger.log_metrics(step, {"acc/real": step / 1000, "acc/fake": 0.5, "loss/d": float("nan") if step == 5 else 1.0})
     logger.end("FINISHED")
@@ -66,9 +66,31 @@ def test_trial_logger_loses_no_metric_point(study_run, sqlite_uri):
 
 
 def test_logger_end_marks_failed_and_flushes(study_run, sqlite_uri):
-    logger = TrialLogger.start(study_run, "t1", {}, {}, {})
+    logger = TrialLogger.open(study_run, "trial-1", "t1", {}, {}, {})
     logger.log_metrics(1, {"m": 1.0})
     logger.end("FAILED")
     client = MlflowClient(sqlite_uri)
     assert client.get_run(logger.run_id).info.status == "FAILED"
     assert len(client.get_metric_history(logger.run_id, "m")) == 1
+
+
+def test_a_restarted_trial_continues_its_own_run_and_skips_stored_steps(study_run, sqlite_uri):
+    """What a trial does after a resume or a worker crash: same run, every step exactly once."""
+    first = TrialLogger.open(study_run, "trial-2", "t2", {"seed": 0}, {}, {})
+    for step in (10, 20, 30):
+        first.log_metrics(step, {"m": float(step)})
+    first.flush()  # committed through step 30 ...
+    first.log_metrics(40, {"m": 40.0})  # ... step 40 computed but never flushed: the worker died here
+    again = TrialLogger.open(study_run, "trial-2", "t2", {"seed": 0}, {"ganlab.node": "n2"}, {})
+    assert again.run_id == first.run_id and again.logged_through == 30
+    client = MlflowClient(sqlite_uri)
+    assert client.get_run(again.run_id).info.status == "RUNNING"
+    for step in (20, 30, 40, 50):  # recomputed from the step-20 checkpoint
+        again.log_metrics(step, {"m": float(step)})
+    again.end("FINISHED")
+    assert sorted(m.step for m in client.get_metric_history(again.run_id, "m")) == [10, 20, 30, 40, 50]
+    run = client.get_run(again.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["ganlab.node"] == "n2"
+    assert run.data.tags["ganlab.logged_through"] == "50"
+    other = TrialLogger.open(study_run, "trial-3", "t3", {}, {}, {})
+    assert other.run_id != first.run_id
