@@ -123,12 +123,9 @@ def stability_rates(df: pd.DataFrame, by: list[str], metric: str | None = None) 
 
     groups = df.groupby(by, dropna=False, sort=False)
     out = groups.size().rename("seeds").to_frame()
-    verdicts = pd.crosstab([df[k].fillna("-") if df[k].dtype == object else df[k] for k in by], df["verdict"],
-                           normalize="index")
-    verdicts.index.names = by
+    verdicts = groups["verdict"].value_counts(normalize=True).unstack(fill_value=0.0)
     order = ["converged"] + sorted(c for c in verdicts.columns if c != "converged")
-    verdicts = verdicts.reindex(columns=order, fill_value=0.0).add_prefix("rate ")
-    out = out.join(verdicts, how="left").fillna({"rate converged": 0.0})
+    out = out.join(verdicts.reindex(columns=order, fill_value=0.0).add_prefix("rate "))
     if metric is not None:
         agg = groups[metric].agg(["mean", "std", "count"])
         t = agg["count"].map(lambda n: stats.t.ppf(0.975, n - 1) if n > 1 else float("nan"))

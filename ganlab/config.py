@@ -553,6 +553,10 @@ class PbtSchedulerConfig(_Strict):
     mutations: dict[str, SweepAxis] = Field(min_length=1, description=f"keys to mutate, among {', '.join(MUTABLE_KEYS)}")
     quantile: float = Field(0.25, gt=0, le=0.5, description="fraction of the population cloned from / replaced")
     resample_probability: float = Field(0.25, ge=0, le=1)
+    synchronous: bool = Field(
+        True, description="every trial reaches a perturbation step before any exploits (reproducible, and the "
+        "clone source is always checkpointed there); false lets fast trials run ahead"
+    )
 
 
 SchedulerConfig = Annotated[

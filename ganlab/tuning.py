@@ -79,12 +79,16 @@ def param_space(study: StudyConfig, points: list[dict[str, Any]] | None = None) 
     return {"point": tune.grid_search(points if points is not None else study.points())}
 
 
-def optuna_space(study: StudyConfig):
-    """Define-by-run space: an axis whose ``when`` fails is never suggested (conditional parameters)."""
+class OptunaSpace:
+    """Define-by-run space: an axis whose ``when`` fails is never suggested (conditional parameters).
+    A class, not a closure, because Tune pickles the searcher into its experiment state for resume."""
 
-    def space(trial) -> dict[str, Any] | None:
-        values = study.base_values()
-        for key, axis in study.sweep.items():
+    def __init__(self, study: StudyConfig):
+        self.study = study
+
+    def __call__(self, trial) -> dict[str, Any] | None:
+        values = self.study.base_values()
+        for key, axis in self.study.sweep.items():
             if not axis.holds(values):
                 continue
             if axis.grid is not None or axis.choice is not None:
@@ -93,9 +97,7 @@ def optuna_space(study: StudyConfig):
                 values[key] = trial.suggest_float(key, *axis.uniform)
             else:
                 values[key] = trial.suggest_float(key, *axis.loguniform, log=True)  # type: ignore[misc]
-        return {"seed": study.seeds[0]} if study.seeds else None
-
-    return space
+        return {"seed": self.study.seeds[0]} if self.study.seeds else None
 
 
 def make_searcher(study: StudyConfig, optuna_db: Path, study_name: str):
@@ -108,7 +110,7 @@ def make_searcher(study: StudyConfig, optuna_db: Path, study_name: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     metrics, modes = s.metrics, s.modes
     return OptunaSearch(
-        space=optuna_space(study),
+        space=OptunaSpace(study),
         metric=metrics[0] if len(metrics) == 1 else metrics,
         mode=modes[0] if len(modes) == 1 else modes,
         sampler=optuna.samplers.TPESampler(seed=s.seed, n_startup_trials=s.startup_trials),
@@ -164,11 +166,14 @@ def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
                              grace_period=s.grace_steps, reduction_factor=s.reduction_factor)
     if isinstance(s, PbtSchedulerConfig):
         metric, mode = objective  # type: ignore[misc]
+        logging.getLogger("ray.tune.schedulers.pbt").setLevel(logging.INFO)  # each exploit, on the console
+        # A trial paused before its first result has no result.json yet: Tune warns, harmlessly, per pause.
+        logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
         return PopulationBasedTraining(
             time_attr="step",  # training iterations, not wall clock
             metric=metric, mode=mode, perturbation_interval=s.interval,
             hyperparam_mutations={"point": {k: _axis_domain(a) for k, a in s.mutations.items()}},
-            quantile_fraction=s.quantile, resample_probability=s.resample_probability,
+            quantile_fraction=s.quantile, resample_probability=s.resample_probability, synch=s.synchronous,
         )
     return FIFOScheduler()
 
