@@ -596,6 +596,14 @@ class StudyConfig(_Strict):
     max_failures: int = Field(
         2, ge=-1, description="restarts of a trial whose worker died, each from its last checkpoint (-1: unlimited)"
     )
+    checkpoint_interval_s: float = Field(
+        30.0, gt=0, description="wall seconds between a trial's checkpoints when trial.train.checkpoint_every is 0: "
+        "a crash or interrupt costs at most this much recomputation (resumed results are the same either way)"
+    )
+    flush_interval_s: float = Field(
+        5.0, ge=0, description="wall seconds between a trial's metric flushes to MLflow (also at every checkpoint "
+        "and at the end): how fresh the MLflow UI is, against one database write per eval step"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -959,6 +967,10 @@ def load_study(path: str | Path) -> StudyConfig:
         if unknown:
             raise ConfigError(path, key, f"the expression reads '{unknown[0]}', which is not a trial key "
                                          "(write dotted keys such as optim.lr_ratio).")
+    t = study.trial.train
+    if t.checkpoint_every % t.eval_every:
+        raise ConfigError(path, "trial.train.checkpoint_every", f"in a study, trials checkpoint at eval steps: use a "
+                          f"multiple of train.eval_every ({t.eval_every}), or 0 for every checkpoint_interval_s.")
     _check_search(path, study)
     _check_scheduler(path, study, base_raw)
     if study.confirm is not None and study.confirm_objective() is None:

@@ -210,20 +210,23 @@ class TrialLogger:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH])
 
-    def flush(self) -> None:
-        """Send the buffer; the last batch carries the step it completes (a crash mid-flush can only
-        repeat points, never lose them)."""
+    def flush(self, tags: dict[str, str] | None = None) -> None:
+        """Send the buffer (and ``tags``, in the same request); the last batch carries the step it completes
+        (a crash mid-flush can only repeat points, never lose them)."""
+        extra = [RunTag(k, str(v)) for k, v in (tags or {}).items()][: MAX_PARAMS_PER_BATCH - 1]
+        if not self._buffer:
+            if extra:
+                self.client.log_batch(self.run_id, tags=extra)
+            return
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
-            tags = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through))]
-            self.client.log_batch(self.run_id, metrics=batch, tags=tags)
+            last = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]
+            self.client.log_batch(self.run_id, metrics=batch, tags=last)
         self.logged_through = self._buffered_through
 
     def end(self, status: str, tags: dict[str, str] | None = None) -> None:
         """Flush, then close the run with ``status``; a run is never left RUNNING."""
         try:
-            self.flush()
-            if tags:
-                self.set_tags(tags)
+            self.flush(tags)
         finally:
             self.client.set_terminated(self.run_id, status=status)

@@ -175,8 +175,8 @@ class Trainer:
         """D's loss and regularizers at the current (G, D), gradients left in D's ``.grad``."""
         reg_cfg = self.cfg.regularizer
         toggle_grad(self._d_params, True)
-        with torch.no_grad():
-            fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
+        with torch.no_grad():  # detach too: a view of a parameter (the Dirac-GAN's theta) keeps requires_grad
+            fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"])).detach()
         real_in, fake_in = self._noisy(self._real()), self._noisy(fake)
         real_in.requires_grad_(reg_cfg.r1 > 0)
         fake_in.requires_grad_(reg_cfg.r2 > 0)

@@ -214,7 +214,12 @@ class GanTrainable(tune.Trainable):
         # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU even
         # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
         self.device = "cpu" if resources.gpu == 0 else str(resolve_device(self.cfg.device))
+        started = time.perf_counter()
         self.trainer = Trainer(self.cfg, self.device)
+        self.compute_s = time.perf_counter() - started  # the trial's own work: building and training, no I/O
+        self.io_s = 0.0  # the trial's MLflow calls and checkpoint writes
+        self.last_checkpoint = self.last_flush = time.perf_counter()
+        self.pending_tags: dict[str, str] = {}
         self.logger: TrialLogger | None = None
         self.latest: dict[str, float] = {}
         self.completed = False
@@ -244,13 +249,22 @@ class GanTrainable(tune.Trainable):
     # --- Tune's interface ---
 
     def step(self) -> dict[str, Any]:
+        io_started = time.perf_counter()
         logger = self._open_logger()
+        self.io_s += time.perf_counter() - io_started
         t = self.cfg.train
         stop_at = min((self.trainer.iteration // t.eval_every + 1) * t.eval_every, t.steps)
         last = None
+        started, start_iteration = time.perf_counter(), self.trainer.iteration
         for last in self.trainer.run(stop_at=stop_at):
             logger.log_metrics(last.step, last.metrics)
             self.latest.update(last.metrics)
+        elapsed = time.perf_counter() - started
+        self.compute_s += elapsed
+        cost = {"cost/compute_s": self.compute_s, "cost/io_s": self.io_s,
+                "cost/s_per_step": elapsed / max(1, self.trainer.iteration - start_iteration)}
+        logger.log_metrics(self.trainer.iteration, cost)
+        self.latest.update(cost)
         if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
             hp = {f"hp/{k}": float(v) for k, v in self.overrides.items() if k in self.context.mutated}
             hp["hp/lr_d"] = self.cfg.optim.lr_d
@@ -259,6 +273,8 @@ class GanTrainable(tune.Trainable):
         diverged = bool(last and last.stopped)
         done = diverged or self.trainer.iteration >= t.steps
         tags = {TAG_VERDICT: last.verdict, "ganlab.verdict_reason": last.reason} if last else {}
+        io_started = now = time.perf_counter()
+        checkpoint = False
         if done:
             self.completed = True
             tags[TAG_STATUS] = "diverged" if diverged else "finished"
@@ -266,8 +282,15 @@ class GanTrainable(tune.Trainable):
                                      else f"completed {t.steps} iterations")
             self._close("FINISHED", tags)
         else:
-            logger.flush()
-            logger.set_tags(tags)
+            study = self.context.study
+            if t.checkpoint_every:
+                checkpoint = self.trainer.iteration % t.checkpoint_every == 0
+            else:
+                checkpoint = now - self.last_checkpoint >= study.checkpoint_interval_s
+            self.pending_tags = tags
+            if not checkpoint and now - self.last_flush >= study.flush_interval_s:
+                self._flush()  # a checkpoint flushes anyway, in save_checkpoint
+        self.io_s += time.perf_counter() - io_started
         result = {"step": self.trainer.iteration, "verdict": last.verdict if last else "", "diverged": int(diverged),
                   "mlflow_run_id": logger.run_id, **_finite(self.latest)}
         for metric, mode in self.context.objectives:
@@ -277,12 +300,27 @@ class GanTrainable(tune.Trainable):
                 result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
         if done:
             result["done"] = True
+        elif checkpoint:
+            result["should_checkpoint"] = True
         return result
 
+    def _flush(self) -> None:
+        """Metrics and the latest verdict tags in one request; never behind the last checkpoint."""
+        if self.logger is not None:
+            self.logger.flush(self.pending_tags)
+            self.pending_tags = {}
+        self.last_flush = time.perf_counter()
+
     def save_checkpoint(self, checkpoint_dir: str) -> str:
+        started = time.perf_counter()
+        # Every metric up to this step is in MLflow before the checkpoint exists: a trial restored from it
+        # skips exactly the steps already stored, so none is lost or stored twice.
+        self._flush()
         self.trainer.save(Path(checkpoint_dir) / CHECKPOINT_FILE)
+        self.last_checkpoint = time.perf_counter()
+        self.io_s += self.last_checkpoint - started
         meta = {"trial_id": self.trial_id, "overrides": self.overrides, "latest": self.latest,
-                "iteration": self.trainer.iteration}
+                "iteration": self.trainer.iteration, "compute_s": self.compute_s}
         (Path(checkpoint_dir) / META_FILE).write_text(json.dumps(meta))
         return checkpoint_dir
 
@@ -292,7 +330,8 @@ class GanTrainable(tune.Trainable):
         logger = self._open_logger()
         if meta["trial_id"] == self.trial_id:  # this trial's own checkpoint: resume, or retry after a crash
             self.trainer.load_state_dict(state)
-            self.latest = meta["latest"]
+            self.latest, self.compute_s = meta["latest"], meta["compute_s"]
+            logger.set_tags({"ganlab.resumed_at": str(self.trainer.iteration)})
             return
         # Population-based training cloned another trial: its weights, this trial's new hyper-parameters.
         self.trainer.load_state_dict(state, same_trajectory=False)
@@ -437,7 +476,7 @@ def run_study(
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
         else:
             pbt = isinstance(study.scheduler, PbtSchedulerConfig)
-            every, t = study.trial.train.eval_every, study.trial.train
+            t = study.trial.train
             tuner = tune.Tuner(
                 trainable,
                 param_space=param_space(study, points),
@@ -453,10 +492,9 @@ def run_study(
                     storage_path=str(folder),
                     verbose=0,
                     callbacks=[StudyCallback(study_run, t.steps)],
-                    checkpoint_config=tune.CheckpointConfig(
-                        num_to_keep=4 if pbt else 2,
-                        checkpoint_frequency=max(1, t.checkpoint_every // every) if t.checkpoint_every else 1,
-                    ),
+                    # The trainable asks for checkpoints itself (train.checkpoint_every, else every
+                    # checkpoint_interval_s); PBT forces one whenever it clones a trial.
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if pbt else 2),
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 ),
             )

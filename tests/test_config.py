@@ -136,3 +136,107 @@ def test_overrides_and_defaults():
 def test_digest_tracks_content():
     assert TrialConfig().digest() == TrialConfig().digest()
     assert TrialConfig().digest() != apply_overrides(TrialConfig(), {"seed": 1}).digest()
+
+
+# --- search, conditions, derived keys, schedulers -----------------------------------------------------------
+
+GP = BASE + """
+sweep:
+  loss.name: {grid: [non_saturating, hinge, wgan_gp]}
+  loss.gp_weight: {grid: [1.0, 10.0], when: {loss.name: wgan_gp}}
+seeds: [0, 1]
+"""
+
+
+def test_conditional_axis_applies_only_where_its_condition_holds(tmp_path):
+    study = load_study(write(tmp_path, GP))
+    points = study.points()
+    # 2 losses without a GP weight + 2 GP weights with wgan_gp, each with 2 seeds; no repeated trial.
+    assert study.trial_count() == len(points) == (2 + 2) * 2
+    for p in points:
+        assert ("loss.gp_weight" in p) == (p["loss.name"] == "wgan_gp")
+        cfg = apply_overrides(study.trial, p)  # every point is a valid trial
+        assert cfg.loss.name == p["loss.name"]
+    assert {p["loss.gp_weight"] for p in points if "loss.gp_weight" in p} == {1.0, 10.0}
+
+
+def test_switching_a_union_member_drops_keys_the_new_member_lacks():
+    base = {"loss": {"name": "wgan_gp", "gp_weight": 5.0}}
+    assert apply_overrides(base, {"loss.name": "hinge"}).loss.name == "hinge"
+    assert apply_overrides(base, {"loss.name": "wgan_gp"}).loss.gp_weight == 5.0
+
+
+def test_derived_keys_are_computed_per_trial(tmp_path):
+    text = BASE + """
+sweep:
+  optim.lr_ratio: {grid: [1, 2, 4]}
+derived:
+  optim.lr_g: "4.0e-4 / optim.lr_ratio"      # keeps lr_d = lr_ratio * lr_g fixed at 4e-4
+  schedule.d_steps: "2 if optim.lr_ratio < 2 else 1"
+"""
+    study = load_study(write(tmp_path, text))
+    trials = [apply_overrides(study.trial, p) for p in study.points()]
+    assert [t.optim.lr_d for t in trials] == pytest.approx([4e-4] * 3)
+    assert [t.schedule.d_steps for t in trials] == [2, 1, 1]
+    assert study.swept_keys == ["optim.lr_ratio", "optim.lr_g", "schedule.d_steps"]
+
+
+@pytest.mark.parametrize("expression, words", [
+    ("__import__('os').system('x')", "calls something other than"),
+    ("optim.lr_ratio.__class__", "not a trial key"),
+    ("optim.nope * 2", "not a trial key"),
+    ("1 +", "not an expression"),
+    ("[1, 2]", "List"),
+])
+def test_derived_expressions_are_arithmetic_only(tmp_path, expression, words):
+    err = error_of(write(tmp_path, BASE + f"derived:\n  optim.lr_g: \"{expression}\"\n"))
+    assert err.key == "derived.optim.lr_g" and words in err.message
+
+
+def test_derived_key_cannot_be_swept(tmp_path):
+    err = error_of(write(tmp_path, BASE + "sweep:\n  optim.lr_g: {grid: [1.0e-4]}\nderived:\n  optim.lr_g: '1.0e-4'\n"))
+    assert err.key == "derived.optim.lr_g" and "swept" in err.message
+
+
+def test_derived_value_is_validated(tmp_path):
+    text = BASE + "sweep:\n  optim.lr_ratio: {grid: [1, 2]}\nderived:\n  optim.lr_g: '1.0e-4 - optim.lr_ratio * 1.0e-4'\n"
+    err = error_of(write(tmp_path, text))
+    assert err.key == "derived.optim.lr_g" and "greater than 0" in err.message
+
+
+def test_random_search_is_seeded_and_grid_search_rejects_distributions(tmp_path):
+    text = BASE + "sweep:\n  optim.lr_g: {loguniform: [1.0e-5, 1.0e-3]}\n  model.width: {grid: [8, 16]}\nnum_samples: 3\n"
+    err = error_of(write(tmp_path, text))
+    assert err.key == "sweep.optim.lr_g" and "random or optuna" in err.message
+    a = load_study(write(tmp_path, text + "search: {algorithm: random, seed: 7}\n"))
+    b = load_study(write(tmp_path, text + "search: {algorithm: random, seed: 7}\n"))
+    c = load_study(write(tmp_path, text + "search: {algorithm: random, seed: 8}\n"))
+    assert a.points() == b.points() != c.points()
+    assert a.trial_count() == 6 and all(1e-5 <= p["optim.lr_g"] <= 1e-3 for p in a.points())
+
+
+@pytest.mark.parametrize("extra, key, words", [
+    ("search: {algorithm: optuna}\nsweep:\n  optim.lr_ratio: {uniform: [0.5, 4.0]}\n", "search.metric", "objective"),
+    ("search: {algorithm: optuna, metric: eq/acc_gap, mode: min}\nsweep:\n  optim.lr_ratio: {uniform: [0.5, 4.0]}\n"
+     "seeds: [0, 1]\n", "seeds", "confirmation phase"),
+    ("search: {metric: [eq/acc_gap, eval/modes], mode: min}\n", "search.mode", "2 metric(s)"),
+    ("scheduler: {name: asha, grace_steps: 5}\n", "scheduler.metric", "one metric"),
+    ("scheduler: {name: asha, metric: eq/acc_gap, mode: min, grace_steps: 20}\n", "scheduler.grace_steps", "below"),
+    ("scheduler: {name: pbt, metric: eq/acc_gap, mode: min, interval: 5, mutations: {optim.lr_ratio: {grid: [1, 2]}}}\n",
+     "scheduler.interval", "multiple of train.eval_every"),
+    ("scheduler: {name: pbt, metric: eq/acc_gap, mode: min, interval: 10, mutations: {model.width: {grid: [8, 16]}}}\n",
+     "scheduler.mutations.model.width", "rebuild the models"),
+    ("confirm: {top: 3}\n", "confirm.metric", "ranks configurations"),
+])
+def test_search_and_scheduler_errors_name_the_key(tmp_path, extra, key, words):
+    err = error_of(write(tmp_path, BASE + extra))
+    assert err.key == key and words in err.message, (err.key, err.message)
+
+
+def test_pbt_study_carries_mutated_keys(tmp_path):
+    text = BASE + ("sweep:\n  optim.lr_ratio: {grid: [1, 4]}\nscheduler: {name: pbt, metric: eq/acc_gap, mode: min, "
+                   "interval: 10, mutations: {optim.lr_ratio: {loguniform: [0.5, 8.0]}, schedule.d_steps: {grid: [1, 2]}}}\n")
+    study = load_study(write(tmp_path, text))
+    # every member starts with an explicit value of each mutated key (PBT perturbs what is in the config)
+    assert study.points() == [{"optim.lr_ratio": 1, "schedule.d_steps": 1}, {"optim.lr_ratio": 4, "schedule.d_steps": 1}]
+    assert study.scheduler_objective() == ("eq/acc_gap", "min")

@@ -66,9 +66,10 @@ def uri(study_dir):
 def test_progress_and_summary_printed(study_dir):
     out = study_dir[2].stdout
     assert "study 'tiny': 4 trials" in out
-    assert out.count("step     60/60") == N  # one progress line per trial's final eval
+    done = [l for l in out.splitlines() if "] done " in l]
+    assert len(done) == N and all("step     60/60" in l for l in done)  # one line per finished trial
     summary = out[out.index("D acc real  D acc fake"):].splitlines()
-    assert len([l for l in summary[1:] if "FINISHED" in l]) == N
+    assert len([l for l in summary[1:] if " finished " in l]) == N
 
 
 def test_one_parent_and_n_children(uri, study_dir):

@@ -1,0 +1,295 @@
+"""Studies at scale, end to end with real components: `ganlab run` on local Ray and on a two-node Ray
+cluster on loopback (token auth), real Optuna, ASHA and PBT, a real MLflow SQLite store; the driver killed
+(SIGINT, SIGKILL) and a trial's worker killed mid-study. Nothing is mocked."""
+
+import json
+import math
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ganlab.analysis import load_study
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+GANLAB = str(BIN / "ganlab")
+STEPS, EVAL_EVERY, LOG_EVERY = 1500, 100, 10
+LONG = textwrap.dedent(
+    f"""
+    name: resumable
+    trial:
+      data: {{name: ring8, batch_size: 32}}
+      model: {{width: 16, depth: 1}}
+      optim: {{lr_g: 1.0e-3}}
+      train: {{steps: {STEPS}, eval_every: {EVAL_EVERY}, log_every: {LOG_EVERY}, eval_samples: 200, checkpoint_every: 200}}
+    sweep:
+      optim.lr_ratio: {{grid: [1.0, 4.0]}}
+    seeds: [0, 1]
+    resources: {{cpu: 1}}
+    max_concurrent: 2
+    """
+)
+
+
+def env(**extra: str) -> dict:
+    base = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    return {**base, "GANLAB_PROGRESS_EVERY": "0", **extra}
+
+
+def run(workdir: Path, *args: str, expect: int = 0, **extra_env: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([GANLAB, *args], cwd=workdir, capture_output=True, text=True, timeout=600, env=env(**extra_env))
+    assert proc.returncode == expect, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return proc
+
+
+def uri_of(workdir: Path) -> str:
+    return f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+def _clean(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def snapshot(workdir: Path, name: str) -> dict:
+    """Everything a researcher reads back: every run's status, final metrics and full histories."""
+    client = MlflowClient(uri_of(workdir))
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id])
+    out = {"statuses": sorted((r.data.tags["ganlab.kind"], r.info.status) for r in runs)}
+    for r in runs:
+        if r.data.tags["ganlab.kind"] != "trial":
+            continue
+        key = (r.data.params["optim.lr_ratio"], r.data.params["seed"])
+        histories = {k: sorted((m.step, _clean(m.value)) for m in client.get_metric_history(r.info.run_id, k))
+                     for k in ("acc/real", "loss/d", "eval/sliced_w", "osc/loss_d_std")}
+        finals = {k: _clean(v) for k, v in r.data.metrics.items() if not k.startswith("cost/")}
+        out[key] = {"status": r.info.status, "verdict": r.data.tags.get("ganlab.verdict"),
+                    "trial_status": r.data.tags.get("ganlab.status"), "final": finals, "histories": histories}
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted study every interrupted one must reproduce exactly."""
+    workdir = tmp_path_factory.mktemp("reference")
+    (workdir / "study.yaml").write_text(LONG)
+    run(workdir, "run", "study.yaml", "--num-cpus", "2")
+    snap = snapshot(workdir, "resumable")
+    assert snap["statuses"] == [("study", "FINISHED")] + [("trial", "FINISHED")] * 4
+    for key, trial in snap.items():
+        if key != "statuses":
+            assert [s for s, _ in trial["histories"]["acc/real"]] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+    return snap
+
+
+def start(workdir: Path) -> subprocess.Popen:
+    (workdir / "study.yaml").write_text(LONG)
+    log = (workdir / "driver.log").open("w")
+    return subprocess.Popen([GANLAB, "run", "study.yaml", "--num-cpus", "2"], cwd=workdir, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=env())
+
+
+def wait_for_step(workdir: Path, proc: subprocess.Popen, step: int, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, (workdir / "driver.log").read_text()[-3000:]
+        steps = [int(s) for s in re.findall(rf"step +(\d+)/{STEPS}", (workdir / "driver.log").read_text())]
+        if steps and max(steps) >= step:
+            return
+        time.sleep(0.2)
+    raise AssertionError("the study made no progress")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_path, sig):
+    proc = start(tmp_path)
+    wait_for_step(tmp_path, proc, 400)
+    proc.send_signal(sig)
+    rc = proc.wait(timeout=120)
+    state = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
+    assert state["finished"] is False
+    if sig == signal.SIGINT:
+        assert rc == 130
+        assert "ganlab run study.yaml --resume" in (tmp_path / "driver.log").read_text()
+        # a graceful stop leaves nothing RUNNING
+        assert "RUNNING" not in {s for _, s in snapshot(tmp_path, "resumable")["statuses"]}
+    resumed = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", *(["--resume"] if sig == signal.SIGKILL else []))
+    assert "Resuming the interrupted search" in resumed.stdout
+    assert snapshot(tmp_path, "resumable") == reference  # same runs, same values, every step exactly once
+    assert len(load_study("resumable", uri_of(tmp_path), run="all")) == 4  # no duplicate trial runs
+
+
+def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path):
+    proc = start(tmp_path)
+    client = MlflowClient(uri_of(tmp_path))
+    deadline, victim = time.time() + 240, None
+    while victim is None and time.time() < deadline:
+        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
+        try:
+            runs = client.search_runs(client.get_experiment_by_name("resumable").experiment_id,
+                                      "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
+        except Exception:  # noqa: BLE001 - the store is being created
+            runs = []
+        victim = next((r for r in runs if int(r.data.tags.get("ganlab.logged_through", -1)) >= 500), None)
+        time.sleep(0.2)
+    assert victim is not None
+    os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
+    assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    assert "ActorDiedError" in (tmp_path / "driver.log").read_text()  # it really died
+    run_after = client.get_run(victim.info.run_id)
+    assert run_after.data.tags["ganlab.restarts"] == "1" and run_after.info.status == "FINISHED"
+    assert int(run_after.data.tags["ganlab.resumed_at"]) >= 400  # from a checkpoint, not from scratch
+    assert snapshot(tmp_path, "resumable") == reference
+
+
+def test_resume_refuses_a_changed_study(reference, tmp_path):
+    proc = start(tmp_path)
+    wait_for_step(tmp_path, proc, 200)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
+    refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", expect=2)
+    assert "study file changed" in refused.stderr and "trial.optim.lr_g" in refused.stderr
+    assert "--fresh" in refused.stderr and refused.stderr.strip().count("\n") == 0
+    (tmp_path / "other.yaml").write_text(LONG.replace("name: resumable", "name: other"))
+    nothing = run(tmp_path, "run", "other.yaml", "--resume", expect=2)
+    assert "no interrupted 'search' run" in nothing.stderr
+
+
+# --- a real two-node cluster -------------------------------------------------------------------------
+
+
+def test_two_node_cluster_on_loopback_with_token_auth(tmp_path):
+    ray = str(BIN / "ray")
+    cluster_env = env(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    port = free_port()
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--disable-usage-stats"]
+    try:
+        subprocess.run([ray, "start", "--head", "--port", str(port), "--include-dashboard=false", *common],
+                       check=True, capture_output=True, env=cluster_env, timeout=120)
+        subprocess.run([ray, "start", "--address", f"127.0.0.1:{port}", *common],
+                       check=True, capture_output=True, env=cluster_env, timeout=120)
+        (tmp_path / "study.yaml").write_text(LONG.replace(f"steps: {STEPS}", "steps: 300"))
+        proc = subprocess.run([GANLAB, "run", "study.yaml", "--address", f"127.0.0.1:{port}"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=600, env=cluster_env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, env=cluster_env, timeout=120)
+    client = MlflowClient(uri_of(tmp_path))
+    df = load_study("resumable", uri_of(tmp_path))
+    assert len(df) == 4 and (df["status"] == "FINISHED").all()
+    nodes = {client.get_run(r).data.tags["ganlab.node_id"] for r in df["run_id"]}
+    assert len(nodes) == 2, "the trials did not use both nodes"
+    for run_id in df["run_id"]:  # every trial's metrics arrived, from either node
+        assert [m.step for m in sorted(client.get_metric_history(run_id, "acc/real"), key=lambda m: m.step)] == \
+            list(range(LOG_EVERY, 301, LOG_EVERY))
+
+
+# --- Optuna, ASHA, PBT -----------------------------------------------------------------------------
+
+SHORT = """
+trial:
+  data: {name: ring8, batch_size: 32}
+  model: {width: 16, depth: 1}
+  optim: {lr_g: 1.0e-3}
+  train: {steps: 400, eval_every: 50, log_every: 10, eval_samples: 200}
+resources: {cpu: 1}
+"""
+
+
+def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path):
+    (tmp_path / "opt.yaml").write_text("name: opt\n" + SHORT.replace("steps: 400", "steps: 200") + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {loguniform: [0.25, 8.0]}
+          loss.name: {choice: [non_saturating, wgan_gp]}
+          loss.gp_weight: {uniform: [1.0, 10.0], when: {loss.name: wgan_gp}}
+        search: {algorithm: optuna, metric: [eq/acc_gap, eval/modes], mode: [min, max], seed: 3, startup_trials: 3}
+        num_samples: 6
+        confirm: {top: 2, seeds: 2}
+        max_concurrent: 2
+        """))
+    proc = run(tmp_path, "run", "opt.yaml", "--num-cpus", "2")
+    assert "Stability across seeds (confirmation phase)" in proc.stdout
+    storage = f"sqlite:///{tmp_path / 'ganlab_studies' / 'opt' / 'search' / 'optuna.db'}"  # optuna-dashboard opens it
+    (summary,) = optuna.get_all_study_summaries(storage)
+    study = optuna.load_study(study_name=summary.study_name, storage=storage)
+    assert len(study.directions) == 2 and len(study.trials) == 6
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for t in study.trials:
+        assert ("loss.gp_weight" in t.params) == (t.params["loss.name"] == "wgan_gp")
+    search = load_study("opt", uri_of(tmp_path), phase="search")
+    assert len(search) == 6 and (search["status"] == "FINISHED").all()
+    assert (search["loss.gp_weight"].notna() == (search["loss.name"] == "wgan_gp")).all()
+    confirm = load_study("opt", uri_of(tmp_path), phase="confirm")
+    assert len(confirm) == 2 * 2 and set(confirm["seed"]) == {1, 2}  # new seeds: the search used seed 0
+    parent = MlflowClient(uri_of(tmp_path)).get_run(confirm["parent_run_id"][0])
+    assert parent.data.tags["ganlab.confirms"] == search["parent_run_id"][0]
+    best = search.groupby(["optim.lr_ratio", "loss.name"], dropna=False)["eq/acc_gap"].mean().nsmallest(2)
+    assert set(confirm["optim.lr_ratio"]) == {r for r, _ in best.index}
+
+
+def test_asha_stops_trials_early_and_says_why(tmp_path):
+    (tmp_path / "asha.yaml").write_text("name: asha\n" + SHORT + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {grid: [0.25, 1.0, 4.0, 16.0]}
+        scheduler: {name: asha, metric: eq/acc_gap, mode: min, grace_steps: 100, reduction_factor: 2}
+        max_concurrent: 2
+        """))
+    proc = run(tmp_path, "run", "asha.yaml", "--num-cpus", "2")
+    df = load_study("asha", uri_of(tmp_path))
+    stopped = df[df["trial_status"] == "stopped"]
+    assert 1 <= len(stopped) < len(df)
+    assert (stopped["status"] == "KILLED").all() and (stopped["progress/g_steps"] < 400).all()
+    for _, row in stopped.iterrows():
+        assert row["stop_reason"].startswith("asha: stopped at iteration") and "cutoff" in row["stop_reason"]
+        assert row["stop_reason"] in proc.stdout  # the summary says it too
+    finished = df[df["trial_status"] == "finished"]
+    assert (finished["progress/g_steps"] == 400).all() and (finished["status"] == "FINISHED").all()
+
+
+def test_pbt_exploits_at_aligned_checkpoints_and_logs_mutations_as_metrics(tmp_path):
+    (tmp_path / "pbt.yaml").write_text("name: pbt\n" + SHORT + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {grid: [0.25, 1.0, 4.0, 16.0]}
+        scheduler:
+          name: pbt
+          metric: eq/acc_gap
+          mode: min
+          interval: 100
+          mutations:
+            optim.lr_ratio: {loguniform: [0.25, 16.0]}
+            schedule.d_steps: {grid: [1, 2, 3]}
+        max_concurrent: 4
+        """))
+    proc = run(tmp_path, "run", "pbt.yaml", "--num-cpus", "2")
+    assert "no checkpoint for trial" not in proc.stdout + proc.stderr  # checkpoints aligned with the interval
+    client = MlflowClient(uri_of(tmp_path))
+    df = load_study("pbt", uri_of(tmp_path))
+    assert len(df) == 4 and (df["status"] == "FINISHED").all()
+    exploits = 0
+    for run_id in df["run_id"]:
+        tags = client.get_run(run_id).data.tags
+        events = [e for e in tags.get("ganlab.pbt_exploits", "").splitlines() if e]
+        exploits += len(events)
+        for event in events:
+            step = int(re.match(r"iteration (\d+): cloned", event).group(1))
+            assert step % 100 == 0  # exploits happen at perturbation steps, in training iterations
+        hp = sorted(client.get_metric_history(run_id, "hp/optim.lr_ratio"), key=lambda m: m.step)
+        assert [m.step for m in hp] == list(range(50, 401, 50))
+        if events:  # the mutated value shows up in the metric right after the exploit
+            assert len({m.value for m in hp}) > 1
+        steps = [m.step for m in client.get_metric_history(run_id, "eval/modes")]
+        assert sorted(steps) == list(range(50, 401, 50))  # every eval step exactly once
+    assert exploits >= 2
