@@ -183,8 +183,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(problem)
     print(_plan(study), flush=True)
     print(f"MLflow store: {uri}", flush=True)
-    from ganlab.runner import ResumeRefused, run_phase
+    from ganlab.runner import PhaseState, ResumeRefused, phase_folder, run_phase
 
+    search_state = PhaseState.read(phase_folder(args.storage, study, "search"))
+    confirm_state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
+    if (study.confirm is not None and not args.fresh and search_state is not None and search_state.finished
+            and confirm_state is not None and not confirm_state.finished):
+        print(f"The search finished (parent run {search_state.parent_run_id}); its confirmation phase was "
+              "interrupted: continuing it.", flush=True)
+        metric, mode = study.confirm_objective()  # type: ignore[misc]
+        return _confirm(study, Path(args.study), uri, args, search_state.parent_run_id, study.confirm.top,
+                        study.confirm.seeds, metric, mode)
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
         result = run_phase(study, Path(args.study), uri, args.storage,
@@ -205,16 +214,20 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int, seeds: int, metric: str, mode: str) -> int:
     from ganlab.analysis import load_study as load_frame
     from ganlab.analysis import stability_rates
-    from ganlab.runner import CONFIRMS_TAG, ResumeRefused, confirmation_points, run_phase
+    from ganlab.runner import CONFIRMS_TAG, PhaseState, ResumeRefused, confirmation_points, phase_folder, run_phase
 
-    frame = load_frame(study.name, uri, run=search_run)
-    try:
-        points, ranking = confirmation_points(study, frame, top, seeds, metric, mode)
-    except ConfigError as e:
-        return _fail(f"Cannot confirm study '{study.name}': {e.message} (key {e.key}).")
-    print(f"\nConfirmation phase: the top {len(ranking)} configuration(s) of search run {search_run} by {mode} {metric}, "
-          f"each with {seeds} new seeds ({len(points)} trials):")
-    _print_table(ranking)
+    state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
+    if state is not None and not state.finished and not args.fresh:
+        points, search_run = state.points, state.confirms or search_run  # continue the interrupted confirmation
+    else:
+        frame = load_frame(study.name, uri, run=search_run)
+        try:
+            points, ranking = confirmation_points(study, frame, top, seeds, metric, mode)
+        except ConfigError as e:
+            return _fail(f"Cannot confirm study '{study.name}': {e.message} (key {e.key}).")
+        print(f"\nConfirmation phase: the top {len(ranking)} configuration(s) of search run {search_run} by {mode} "
+              f"{metric}, each with {seeds} new seeds ({len(points)} trials):")
+        _print_table(ranking)
     try:
         result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points,
                            resume=True if args.resume else (False if args.fresh else None),
@@ -226,7 +239,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
         return result.exit_code
     code = _report_phase(study, uri, result, args.tracking_uri)
     df = load_frame(study.name, uri, run=result.parent_run_id)
-    keys = [k for k in ranking.columns if k in df.columns]
+    keys = [k for k in study.swept_keys if k != "seed" and k not in study.derived and k in df.columns]
     print("\nStability across seeds (confirmation phase):")
     _print_table(stability_rates(df, keys, metric))
     return code

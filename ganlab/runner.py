@@ -38,6 +38,7 @@ class PhaseState:
     started: str
     finished: bool = False
     points: list[dict[str, Any]] | None = None  # a confirmation phase's fixed trials
+    confirms: str | None = None  # a confirmation phase's search parent run
 
     @classmethod
     def read(cls, folder: Path) -> "PhaseState | None":
@@ -149,7 +150,7 @@ def run_phase(
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "study.json").write_text(json.dumps(study.model_dump(mode="json"), indent=2))
         PhaseState(parent_run_id, tracking_uri, study.digest(), str(study_file), time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   points=points).write(folder)
+                   points=points, confirms=(parent_tags or {}).get(CONFIRMS_TAG)).write(folder)
     status = "FAILED"
     try:
         outcome = run_study(study, study_run, folder, points=points, resume=continuing, num_cpus=num_cpus,

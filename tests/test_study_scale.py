@@ -134,17 +134,7 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
 def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path):
     proc = start(tmp_path)
     client = MlflowClient(uri_of(tmp_path))
-    deadline, victim = time.time() + 240, None
-    while victim is None and time.time() < deadline:
-        assert proc.poll() is None, (tmp_path / "driver.log").read_text()[-3000:]
-        try:
-            runs = client.search_runs(client.get_experiment_by_name("resumable").experiment_id,
-                                      "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
-        except Exception:  # noqa: BLE001 - the store is being created
-            runs = []
-        victim = next((r for r in runs if int(r.data.tags.get("ganlab.logged_through", -1)) >= 500), None)
-        time.sleep(0.2)
-    assert victim is not None
+    victim = _running_trial_run(client, proc, tmp_path, 500)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
     assert "ActorDiedError" in (tmp_path / "driver.log").read_text()  # it really died
@@ -152,6 +142,42 @@ def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path
     assert run_after.data.tags["ganlab.restarts"] == "1" and run_after.info.status == "FINISHED"
     assert int(run_after.data.tags["ganlab.resumed_at"]) >= 400  # from a checkpoint, not from scratch
     assert snapshot(tmp_path, "resumable") == reference
+
+
+def _running_trial_run(client, proc, workdir: Path, min_step: int):
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        assert proc.poll() is None, (workdir / "driver.log").read_text()[-3000:]
+        try:
+            runs = client.search_runs(client.get_experiment_by_name("resumable").experiment_id,
+                                      "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
+        except Exception:  # noqa: BLE001 - the store is being created
+            runs = []
+        victim = next((r for r in runs if int(r.data.tags.get("ganlab.logged_through", -1)) >= min_step), None)
+        if victim is not None:
+            return victim
+        time.sleep(0.2)
+    raise AssertionError("no trial made progress")
+
+
+def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path):
+    (tmp_path / "study.yaml").write_text(LONG + "max_failures: 0\nflush_interval_s: 0\n")
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen([GANLAB, "run", "study.yaml", "--num-cpus", "2"], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=env())
+    client = MlflowClient(uri_of(tmp_path))
+    victim = _running_trial_run(client, proc, tmp_path, 300)
+    os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
+    assert proc.wait(timeout=600) == 1  # a failed trial fails the study's exit code ...
+    out = (tmp_path / "driver.log").read_text()
+    assert "1 trial(s) failed" in out and "FAILED" in out
+    df = load_study("resumable", uri_of(tmp_path))
+    assert len(df) == 4  # ... but every other trial ran to the end
+    failed = df[df["run_id"] == victim.info.run_id].iloc[0]
+    assert failed["status"] == "FAILED" and failed["trial_status"] == "failed"
+    assert failed["stop_reason"].startswith("failed:")
+    others = df[df["run_id"] != victim.info.run_id]
+    assert (others["status"] == "FINISHED").all() and (others["progress/g_steps"] == STEPS).all()
 
 
 def test_resume_refuses_a_changed_study(reference, tmp_path):
