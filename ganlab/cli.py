@@ -337,7 +337,6 @@ def _serve(cmd: list[str]) -> int:
 
 # --- ganlab train: one run without Ray --------------------------------------------------------------
 
-SAMPLE_IMAGES = 64  # images in each sample grid
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -434,7 +433,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ganlab import plots
-    from ganlab.data import GaussianMixture
     from ganlab.trainer import CheckpointMismatch, Trainer
 
     try:
@@ -464,12 +462,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     t, acc = cfg.train, trainer.acc  # critics log sign accuracies as acc_sign/*
 
     def save_samples(step: int) -> None:
-        name = out / "samples" / f"step_{step:06d}.png"
-        if trainer.data.kind == "images":
-            plots.image_grid(trainer.generate(SAMPLE_IMAGES), name, title=f"step {step}")
-        else:
-            means = trainer.data.means if isinstance(trainer.data, GaussianMixture) else None
-            plots.scatter(trainer.generate(t.eval_samples), name, means, title=f"step {step}")
+        plots.samples(trainer, out / "samples" / f"step_{step:06d}.png", step)
 
     def save_metrics() -> None:
         if rows:  # a checkpoint may come before the first logged step
@@ -522,7 +515,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar.close()
     save_metrics()
     trainer.save(checkpoint)
-    plots.curves(rows, out / "curves.png", [f"{acc}/real", f"{acc}/fake", "loss/d", "loss/g"])
+    plots.curves(rows, out / "curves.png", [c.format(acc=acc) for c in plots.CURVES])
     elapsed = time.perf_counter() - t0
     if stop_requested:
         sets = [a for s in args.set for a in ("--set", s)]

@@ -575,6 +575,17 @@ class ConfirmConfig(_Strict):
     mode: Mode | None = None
 
 
+class ArtifactsConfig(_Strict):
+    """What each trial stores beside its metrics, as artifacts of its MLflow run. Always stored: the
+    resolved trial config, the full-resolution diagnostics (diagnostics.parquet) and curves.png."""
+
+    sample_plots: int = Field(
+        5, ge=0, description="sample plots per trial (a scatter with the mode centres, or an image grid) at eval "
+        "steps spread evenly over training, the last one included; 0: none (each costs ~0.1 s)"
+    )
+    save_models: bool = Field(False, description="store the final weights of G, D (and G's EMA) as model/final.pt")
+
+
 class StudyConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -592,6 +603,7 @@ class StudyConfig(_Strict):
     scheduler: SchedulerConfig = Field(default_factory=FifoSchedulerConfig)
     confirm: ConfirmConfig | None = Field(None, description="run a confirmation phase after the search")
     resources: Resources = Field(default_factory=Resources)
+    artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     max_concurrent: int | None = Field(None, gt=0)
     max_failures: int = Field(
         2, ge=-1, description="restarts of a trial whose worker died, each from its last checkpoint (-1: unlimited)"

@@ -13,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ def _param_text(value: Any) -> str:
     return text[:MAX_PARAM_CHARS]
 
 
+HISTORY_PARTS = "diagnostics/parts"  # Parquet parts of a running trial's history, merged at its end
 TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
 TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
 TAG_STOP_REASON = "ganlab.stop_reason"
@@ -164,6 +166,7 @@ class TrialLogger:
         self.client = MlflowClient(study.tracking_uri)
         self.logged_through = logged_through
         self._buffer: list[Metric] = []
+        self._rows: list[dict[str, float]] = []  # the same points, wide, for the Parquet history
         self._buffered_through = logged_through
 
     @classmethod
@@ -203,6 +206,7 @@ class TrialLogger:
             return  # already stored before a restart; recomputed identically from the checkpoint
         now = int(time.time() * 1000)
         self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        self._rows.append({"step": step, **metrics})
         self._buffered_through = max(self._buffered_through, step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
@@ -218,11 +222,40 @@ class TrialLogger:
             if extra:
                 self.client.log_batch(self.run_id, tags=extra)
             return
+        self._write_history_part()
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
             last = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]
             self.client.log_batch(self.run_id, metrics=batch, tags=last)
         self.logged_through = self._buffered_through
+
+    def _write_history_part(self) -> None:
+        """The flushed points as one Parquet part, stored before the metrics that commit them, so the
+        full-resolution history survives restarts (``history`` merges the parts)."""
+        import pandas as pd
+
+        rows, self._rows = self._rows, []
+        first, last = int(rows[0]["step"]), int(rows[-1]["step"])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"steps_{first:09d}_{last:09d}.parquet"
+            pd.DataFrame(rows).to_parquet(path, index=False)
+            self.client.log_artifact(self.run_id, str(path), HISTORY_PARTS)
+
+    def history(self):
+        """Every logged point of this run, one row per step (a step stored twice after a crash mid-flush
+        keeps its latest copy)."""
+        import pandas as pd
+
+        with tempfile.TemporaryDirectory() as tmp:
+            parts = [a.path for a in self.client.list_artifacts(self.run_id, HISTORY_PARTS)]
+            frames = [pd.read_parquet(self.client.download_artifacts(self.run_id, p, tmp)) for p in parts]
+        if not frames:
+            return pd.DataFrame({"step": []})
+        df = pd.concat(frames, ignore_index=True)
+        return df.groupby("step", sort=True).last().reset_index()
+
+    def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
 
     def end(self, status: str, tags: dict[str, str] | None = None) -> None:
         """Flush, then close the run with ``status``; a run is never left RUNNING."""

@@ -13,7 +13,9 @@ import json
 import logging
 import math
 import os
+import resource
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
+from ganlab import plots
 from ganlab.config import (
     AshaSchedulerConfig,
     PbtSchedulerConfig,
@@ -244,6 +247,12 @@ class GanTrainable(tune.Trainable):
     def _close(self, status: str, tags: dict[str, str] | None = None) -> None:
         if self.logger is not None:
             logger, self.logger = self.logger, None
+            if status == "KILLED":  # stopped by a scheduler (final) or interrupted (a resume rewrites them)
+                try:
+                    logger.flush(tags)
+                    self._final_artifacts(logger)
+                except Exception as e:  # noqa: BLE001 - closing the run matters more than its curves
+                    print(f"ganlab: could not store the final artifacts of {self.trial_id}: {e}", file=sys.stderr)
             logger.end(status, tags)
 
     # --- Tune's interface ---
@@ -256,15 +265,19 @@ class GanTrainable(tune.Trainable):
         stop_at = min((self.trainer.iteration // t.eval_every + 1) * t.eval_every, t.steps)
         last = None
         started, start_iteration = time.perf_counter(), self.trainer.iteration
+        start_samples = self.trainer.d_steps * self.cfg.data.batch_size
         for last in self.trainer.run(stop_at=stop_at):
             logger.log_metrics(last.step, last.metrics)
             self.latest.update(last.metrics)
         elapsed = time.perf_counter() - started
         self.compute_s += elapsed
-        cost = {"cost/compute_s": self.compute_s, "cost/io_s": self.io_s,
-                "cost/s_per_step": elapsed / max(1, self.trainer.iteration - start_iteration)}
-        logger.log_metrics(self.trainer.iteration, cost)
-        self.latest.update(cost)
+        logger.log_metrics(self.trainer.iteration, self._cost(elapsed, start_iteration, start_samples))
+        io_started = time.perf_counter()
+        if last is not None and self._plot_due(last.step):
+            with tempfile.TemporaryDirectory() as tmp:
+                logger.log_artifact(plots.samples(self.trainer, Path(tmp) / f"step_{last.step:06d}.png", last.step),
+                                    "samples")
+        self.io_s += time.perf_counter() - io_started
         if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
             hp = {f"hp/{k}": float(v) for k, v in self.overrides.items() if k in self.context.mutated}
             hp["hp/lr_d"] = self.cfg.optim.lr_d
@@ -280,7 +293,9 @@ class GanTrainable(tune.Trainable):
             tags[TAG_STATUS] = "diverged" if diverged else "finished"
             tags[TAG_STOP_REASON] = (f"diverged at iteration {last.step}: {last.reason}" if diverged
                                      else f"completed {t.steps} iterations")
-            self._close("FINISHED", tags)
+            logger.flush(tags)
+            self._final_artifacts(logger)
+            self._close("FINISHED")
         else:
             study = self.context.study
             if t.checkpoint_every:
@@ -303,6 +318,44 @@ class GanTrainable(tune.Trainable):
         elif checkpoint:
             result["should_checkpoint"] = True
         return result
+
+    def _cost(self, elapsed: float, start_iteration: int, start_samples: int) -> dict[str, float]:
+        """What the trial costs, so a study compares configurations on cost as well as stability."""
+        iterations = max(1, self.trainer.iteration - start_iteration)
+        samples = self.trainer.d_steps * self.cfg.data.batch_size - start_samples
+        cost = {"cost/compute_s": self.compute_s, "cost/io_s": self.io_s, "cost/s_per_step": elapsed / iterations,
+                "cost/samples_per_s": samples / max(elapsed, 1e-9),
+                # the worker process's peak resident memory (Linux reports KiB); a reused worker's peak
+                # includes the trials it ran before
+                "cost/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        if self.device.startswith("cuda"):
+            cost["cost/cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        self.latest.update(cost)
+        return cost
+
+    def _plot_due(self, step: int) -> bool:
+        """``artifacts.sample_plots`` plots spread evenly over training, the last step included; decided from
+        the step alone, so a restarted trial plots the same steps."""
+        n, t = self.context.study.artifacts.sample_plots, self.cfg.train
+        if n == 0:
+            return False
+        return step == t.steps or (step * n) // t.steps > (max(0, step - t.eval_every) * n) // t.steps
+
+    def _final_artifacts(self, logger: TrialLogger) -> None:
+        """The full-resolution history as one Parquet file, its curves, and (opt-in) the final weights."""
+        history = logger.history()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "diagnostics.parquet"
+            history.to_parquet(path, index=False)
+            logger.log_artifact(path)
+            logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
+                                             [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
+            if self.context.study.artifacts.save_models:
+                weights = {"G": self.trainer.G.state_dict(), "D": self.trainer.D.state_dict(),
+                           "G_ema": self.trainer.G_ema.state_dict() if self.trainer.G_ema is not None else None,
+                           "config": self.cfg.model_dump(mode="json"), "iteration": self.trainer.iteration}
+                torch.save(weights, Path(tmp) / "final.pt")
+                logger.log_artifact(Path(tmp) / "final.pt", "model")
 
     def _flush(self) -> None:
         """Metrics and the latest verdict tags in one request; never behind the last checkpoint."""

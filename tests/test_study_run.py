@@ -34,6 +34,7 @@ STUDY = textwrap.dedent(
       optim.lr_ratio: {{grid: {RATIOS}}}
     seeds: {SEEDS}
     resources: {{cpu: 1}}
+    artifacts: {{save_models: true}}
     max_concurrent: 2
     """
 )
@@ -182,3 +183,26 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path):
     assert df.loc[1e6, "progress/g_steps"] < 200 and df.loc[1e-3, "progress/g_steps"] == 200
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(df.loc[1e6, "run_id"])
     assert run.data.tags["ganlab.stop_reason"].startswith("diverged at iteration")
+
+
+def test_each_trial_stores_samples_history_curves_and_weights(uri, study_dir, tmp_path):
+    import pandas as pd
+    import torch
+
+    client = MlflowClient(uri)
+    for row in load_study("tiny", tracking_uri=uri).itertuples():
+        listed = {a.path for a in client.list_artifacts(row.run_id)}
+        assert {"trial_config.json", "diagnostics.parquet", "curves.png", "samples", "model"} <= listed
+        # sample_plots=5 spread over 60 iterations with evals at 30 and 60: both eval steps are plotted
+        assert [a.path for a in client.list_artifacts(row.run_id, "samples")] == [
+            "samples/step_000030.png", "samples/step_000060.png"]
+        history = pd.read_parquet(client.download_artifacts(row.run_id, "diagnostics.parquet", str(tmp_path)))
+        assert history["step"].tolist() == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))  # full resolution
+        mlflow_points = {m.step: m.value for m in client.get_metric_history(row.run_id, "acc/real")}
+        assert history.set_index("step")["acc/real"].to_dict() == mlflow_points  # the same numbers
+        assert history["eval/modes"].notna().sum() == STEPS // EVAL_EVERY
+        for cost in ("cost/s_per_step", "cost/samples_per_s", "cost/peak_rss_mb"):
+            assert history[cost].dropna().gt(0).all(), cost
+        weights = torch.load(client.download_artifacts(row.run_id, "model/final.pt", str(tmp_path)),
+                             weights_only=True)  # plain tensors and dicts: loadable without pickle
+        assert weights["iteration"] == STEPS and set(weights["G"]) and set(weights["D"])

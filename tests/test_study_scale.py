@@ -10,11 +10,13 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -75,6 +77,10 @@ def snapshot(workdir: Path, name: str) -> dict:
         histories = {k: sorted((m.step, _clean(m.value)) for m in client.get_metric_history(r.info.run_id, k))
                      for k in ("acc/real", "loss/d", "eval/sliced_w", "osc/loss_d_std")}
         finals = {k: _clean(v) for k, v in r.data.metrics.items() if not k.startswith("cost/")}
+        with tempfile.TemporaryDirectory() as tmp:  # the Parquet history survives restarts as well
+            parquet = pd.read_parquet(client.download_artifacts(r.info.run_id, "diagnostics.parquet", tmp))
+        parquet = parquet[[c for c in parquet.columns if not c.startswith("cost/")]]
+        histories["parquet"] = [{k: _clean(v) for k, v in row.items()} for row in parquet.to_dict("records")]
         out[key] = {"status": r.info.status, "verdict": r.data.tags.get("ganlab.verdict"),
                     "trial_status": r.data.tags.get("ganlab.status"), "final": finals, "histories": histories}
     return out
