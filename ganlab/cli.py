@@ -23,6 +23,7 @@ from ganlab.config import ConfigError, StudyConfig, load_study
 
 EXIT_BAD_INPUT = 2
 EXIT_TRIALS_FAILED = 1
+STORE_PROBE_TIMEOUT_S = 10  # seconds to wait for a tracking server's /health before giving up
 
 SUMMARY_METRICS = {
     "acc/real": "D acc real",
@@ -157,6 +158,18 @@ def _tracking(args: argparse.Namespace) -> str | None:
 
 def _check_store(uri: str) -> str | None:
     """Reach the store before anything starts: an unreachable server is the user's to fix, exit 2."""
+    if uri.startswith(("http://", "https://")):
+        # MLflow's client retries an unreachable server for minutes; a health probe answers in seconds.
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=STORE_PROBE_TIMEOUT_S) as r:
+                r.read()
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            return (f"Cannot reach the MLflow tracking server {uri}: {reason}. Start it (e.g. `mlflow server "
+                    "--host 127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was run.")
     from mlflow.tracking import MlflowClient
 
     try:

@@ -1,0 +1,135 @@
+"""ganlab against a real `mlflow server` process (started here on 127.0.0.1, free port): the shared-server
+setup of a cluster. Nothing is mocked."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ganlab.analysis import load_study
+from conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+STEPS, LOG_EVERY = 60, 10
+STUDY = textwrap.dedent(
+    f"""
+    name: served
+    trial:
+      data: {{name: ring8, batch_size: 32}}
+      model: {{width: 16, depth: 1}}
+      train: {{steps: {STEPS}, eval_every: 30, log_every: {LOG_EVERY}, eval_samples: 200}}
+    sweep:
+      optim.lr_ratio: {{grid: [1.0, 4.0]}}
+    seeds: [0, 1]
+    resources: {{cpu: 1}}
+    """
+)
+
+
+def env() -> dict:
+    return {**{k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")},
+            "GANLAB_PROGRESS_EVERY": "60"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("server")
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env(),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
+            time.sleep(0.5)
+    yield url, root
+    os.killpg(proc.pid, signal.SIGTERM)  # uvicorn and its job runners with it
+    proc.wait(timeout=60)
+
+
+def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path):
+    url, root = server
+    (tmp_path / "study.yaml").write_text(STUDY)
+    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", url],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()  # all went to the server
+    df = load_study("served", tracking_uri=url)
+    assert len(df) == 4 and (df["status"] == "FINISHED").all()
+    client = MlflowClient(url)
+    for run_id in df["run_id"]:
+        steps = sorted(m.step for m in client.get_metric_history(run_id, "acc/real"))
+        assert steps == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+        history = pd.read_parquet(client.download_artifacts(run_id, "diagnostics.parquet", str(tmp_path)))
+        assert len(history) == STEPS // LOG_EVERY
+    assert any((root / "artifacts").rglob("diagnostics.parquet"))  # stored by the server, not the client
+
+
+def test_an_unreachable_server_is_a_clear_error_before_anything_runs(tmp_path):
+    (tmp_path / "study.yaml").write_text(STUDY)
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.time()
+    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--tracking-uri", url], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env=env())
+    assert proc.returncode == 2 and time.time() - started < 60
+    err = proc.stderr.strip()
+    assert f"Cannot reach the MLflow tracking server {url}" in err and err.count("\n") == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]  # no Ray results, no local store
+
+
+def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path):
+    """8 concurrent writers on the default SQLite store, each flushing at every eval step: every metric point
+    arrives (counted against each trial's own Parquet record of what it logged) and no trial fails."""
+    (tmp_path / "study.yaml").write_text(textwrap.dedent(
+        """
+        name: crowd
+        trial:
+          data: {name: ring8, batch_size: 32}
+          model: {width: 16, depth: 1}
+          train: {steps: 400, eval_every: 20, log_every: 2, eval_samples: 200}
+        seeds: [0, 1, 2, 3, 4, 5, 6, 7]
+        resources: {cpu: 0.25}
+        flush_interval_s: 0
+        artifacts: {sample_plots: 0}
+        """))
+    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--num-cpus", "2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "database is locked" not in proc.stdout + proc.stderr
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    df = load_study("crowd", tracking_uri=uri)
+    assert len(df) == 8 and (df["status"] == "FINISHED").all()
+    client = MlflowClient(uri)
+    starts = sorted(client.get_run(r).info.start_time for r in df["run_id"])
+    ends = sorted(client.get_run(r).info.end_time for r in df["run_id"])
+    assert starts[-1] < ends[0], "the 8 trials did not all run at the same time"
+    total = 0
+    for run_id in df["run_id"]:
+        history = pd.read_parquet(client.download_artifacts(run_id, "diagnostics.parquet", str(tmp_path / run_id)))
+        assert history["step"].tolist() == list(range(2, 401, 2))
+        for key in ("acc/real", "loss/g", "eval/modes", "cost/s_per_step"):
+            points = client.get_metric_history(run_id, key)
+            assert len(points) == history[key].notna().sum(), key
+        total += int(history.drop(columns="step").notna().sum().sum())
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "mlflow.db") as db:  # every (non-NaN) point of every trial, counted exactly
+        stored = db.execute("select count(*) from metrics where is_nan = 0").fetchone()[0]
+    assert stored == total
