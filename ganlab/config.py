@@ -612,6 +612,11 @@ class StudyConfig(_Strict):
         30.0, gt=0, description="wall seconds between a trial's checkpoints when trial.train.checkpoint_every is 0: "
         "a crash or interrupt costs at most this much recomputation (resumed results are the same either way)"
     )
+    mlflow_every_logs: int = Field(
+        5, ge=1, description="send every k-th logged step (and every eval step) to MLflow as step-indexed metrics; "
+        "every logged step goes to the trial's diagnostics.parquet. MLflow stores a point in ~70 µs, which at "
+        "k = 1 costs ~10 % of a small model's training time"
+    )
     flush_interval_s: float = Field(
         5.0, ge=0, description="wall seconds between a trial's metric flushes to MLflow (also at every checkpoint "
         "and at the end): how fresh the MLflow UI is, against one database write per eval step"

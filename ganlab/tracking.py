@@ -24,6 +24,8 @@ from mlflow.tracking import MlflowClient
 
 import ganlab
 
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per history read, in trial logs
+
 DB_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
@@ -201,11 +203,13 @@ class TrialLogger:
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
 
-    def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
+    def log_metrics(self, step: int, metrics: dict[str, float], to_mlflow: bool = True) -> None:
+        """Every point goes to the Parquet history; ``to_mlflow`` ones also become MLflow metrics."""
         if step <= self.logged_through:
             return  # already stored before a restart; recomputed identically from the checkpoint
-        now = int(time.time() * 1000)
-        self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if to_mlflow:
+            now = int(time.time() * 1000)
+            self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
         self._rows.append({"step": step, **metrics})
         self._buffered_through = max(self._buffered_through, step)
 
@@ -218,15 +222,21 @@ class TrialLogger:
         """Send the buffer (and ``tags``, in the same request); the last batch carries the step it completes
         (a crash mid-flush can only repeat points, never lose them)."""
         extra = [RunTag(k, str(v)) for k, v in (tags or {}).items()][: MAX_PARAMS_PER_BATCH - 1]
-        if not self._buffer:
+        if not self._rows:
             if extra:
                 self.client.log_batch(self.run_id, tags=extra)
             return
         self._write_history_part()
+        if not self._buffer:  # only Parquet points since the last flush: commit them with the tag alone
+            self._commit_without_metrics(extra)
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
             last = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]
             self.client.log_batch(self.run_id, metrics=batch, tags=last)
+        self.logged_through = self._buffered_through
+
+    def _commit_without_metrics(self, extra: list) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra])
         self.logged_through = self._buffered_through
 
     def _write_history_part(self) -> None:

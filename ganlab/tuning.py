@@ -266,8 +266,10 @@ class GanTrainable(tune.Trainable):
         last = None
         started, start_iteration = time.perf_counter(), self.trainer.iteration
         start_samples = self.trainer.d_steps * self.cfg.data.batch_size
+        every = t.log_every * self.context.study.mlflow_every_logs
         for last in self.trainer.run(stop_at=stop_at):
-            logger.log_metrics(last.step, last.metrics)
+            to_mlflow = last.evaluated or last.step % every == 0 or last.step == t.steps
+            logger.log_metrics(last.step, last.metrics, to_mlflow)
             self.latest.update(last.metrics)
         elapsed = time.perf_counter() - started
         self.compute_s += elapsed

@@ -39,6 +39,8 @@ STUDY = textwrap.dedent(
     """
 )
 N = len(RATIOS) * len(SEEDS)
+# MLflow gets every 5th logged step and every eval step (mlflow_every_logs); diagnostics.parquet gets all
+MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY) if s % (5 * LOG_EVERY) == 0 or s % EVAL_EVERY == 0)
 
 
 def ganlab_run(workdir: Path, study: Path) -> subprocess.CompletedProcess:
@@ -93,7 +95,7 @@ def test_one_parent_and_n_children(uri, study_dir):
         combos.add((float(p["optim.lr_ratio"]), int(p["seed"])))
         assert child.data.tags["ganlab.seed"] == p["seed"]
         history = client.get_metric_history(child.info.run_id, "acc/real")
-        assert sorted(m.step for m in history) == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
+        assert sorted(m.step for m in history) == MLFLOW_STEPS
         evals = client.get_metric_history(child.info.run_id, "eval/modes")
         assert sorted(m.step for m in evals) == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
     assert combos == {(r, s) for r in RATIOS for s in SEEDS}
@@ -199,7 +201,8 @@ def test_each_trial_stores_samples_history_curves_and_weights(uri, study_dir, tm
         history = pd.read_parquet(client.download_artifacts(row.run_id, "diagnostics.parquet", str(tmp_path)))
         assert history["step"].tolist() == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))  # full resolution
         mlflow_points = {m.step: m.value for m in client.get_metric_history(row.run_id, "acc/real")}
-        assert history.set_index("step")["acc/real"].to_dict() == mlflow_points  # the same numbers
+        assert sorted(mlflow_points) == MLFLOW_STEPS
+        assert {s: v for s, v in history.set_index("step")["acc/real"].items() if s in mlflow_points} == mlflow_points
         assert history["eval/modes"].notna().sum() == STEPS // EVAL_EVERY
         for cost in ("cost/s_per_step", "cost/samples_per_s", "cost/peak_rss_mb"):
             assert history[cost].dropna().gt(0).all(), cost
