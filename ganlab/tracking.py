@@ -39,6 +39,8 @@ TAG_SEED = "ganlab.seed"
 TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
 TAG_SWEPT = "ganlab.swept"  # JSON list of swept dotted keys, on the parent run
 TAG_PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
@@ -97,7 +99,8 @@ def start_study_run(
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
         experiment_id = client.create_experiment(
-            study_name, artifact_location=default_artifact_location(tracking_uri), tags={TAG_STUDY: study_name}
+            study_name, artifact_location=default_artifact_location(tracking_uri),
+            tags={TAG_STUDY: study_name, **EXPERIMENT_KIND},
         )
     else:
         experiment_id = experiment.experiment_id

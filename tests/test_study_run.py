@@ -3,9 +3,11 @@ MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import urllib.request
@@ -152,6 +154,15 @@ def test_ui_serves_the_store_on_loopback(uri, study_dir):
         assert body["experiment"]["name"] == "tiny"
         with urllib.request.urlopen(url, timeout=5) as r:
             assert r.status == 200 and "<html" in r.read(2000).decode().lower()
+        experiment_id = body["experiment"]["experiment_id"]
+        request = urllib.request.Request(f"{url}/api/2.0/mlflow/runs/search", method="POST",
+                                         data=json.dumps({"experiment_ids": [experiment_id], "max_results": 1000}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as r:
+            runs = json.load(r)["runs"]
+        kinds = [next(t["value"] for t in run["data"]["tags"] if t["key"] == "ganlab.kind") for run in runs]
+        assert kinds.count("trial") == N * kinds.count("study") and kinds.count("study") >= 1
+        _browser_check(f"{url}/#/experiments/{experiment_id}/runs", study_dir[0])
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -159,6 +170,34 @@ def test_ui_serves_the_store_on_loopback(uri, study_dir):
     # The server's whole process group went down with `ganlab ui`: the port is free again.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server outlived `ganlab ui`"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("GANLAB_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+
+
+def _chromium(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp(dir=workdir)}",
+             "--window-size=1600,1000", "--virtual-time-budget=20000"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180)
+
+
+def _browser_check(page: str, workdir: Path) -> None:
+    """The experiment page in a real browser: rendered (the React app ran and listed the study's runs),
+    and a screenshot kept as a test artifact."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium package)")
+    dom = _chromium(workdir, "--dump-dom", page).stdout
+    assert "Training runs" in dom and "tiny@" in dom, dom[-2000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    png = ARTIFACTS / "mlflow_ui_experiment.png"
+    png.unlink(missing_ok=True)
+    _chromium(workdir, f"--screenshot={png}", page)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(png)
+    assert pixels.shape[:2] == (1000, 1600) and pixels[..., :3].std() > 0.05  # not a blank page
 
 
 def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path):
