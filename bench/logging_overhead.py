@@ -44,9 +44,7 @@ def run(cfg, logger: TrialLogger | None, flush_s: float, every_logs: int = 1) ->
     if logger is not None:
         logger.flush()
         with tempfile.TemporaryDirectory() as tmp:
-            history = logger.history()
-            history.to_parquet(Path(tmp) / "diagnostics.parquet")
-            logger.log_artifact(Path(tmp) / "diagnostics.parquet")
+            history = logger.merge_history()
             logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png", ["acc/real", "acc/fake"]))
         logger.end("FINISHED")
     return time.perf_counter() - started, points

@@ -80,7 +80,6 @@ def run_plain(trials: int, steps: int, cores: int, storage: str) -> tuple[float,
 
 
 def run_ganlab(trials: int, steps: int, cores: int, storage: str) -> tuple[float, float]:
-    from ganlab.runner import PhaseState  # noqa: F401  (the same modules `ganlab run` loads)
     from ganlab.tracking import start_study_run
     from ganlab.tuning import run_study
 

@@ -216,7 +216,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     if result.exit_code == 130:
         return result.exit_code
-    code = _report_phase(study, uri, result, args.tracking_uri)
+    try:
+        code = _report_phase(study, uri, result, args.tracking_uri)
+    except Exception as e:  # noqa: BLE001
+        from ganlab.tracking import _unreachable
+
+        if not _unreachable(e):
+            raise
+        print(f"ganlab: the study ran, but the tracking server {uri} is unreachable, so there is no summary; "
+              f"its logging waits on disk: run `ganlab sync --storage {args.storage}` once the server is back.",
+              file=sys.stderr)
+        return result.exit_code
     if study.confirm is not None and code == 0:
         c = study.confirm
         metric, mode = study.confirm_objective()  # type: ignore[misc]
@@ -288,6 +298,23 @@ def cmd_confirm(args: argparse.Namespace) -> int:
 
 def _uri_flag(uri: str | None) -> str:
     return f" --tracking-uri {uri}" if uri else ""
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Send what trials kept on disk while the tracking server was unreachable."""
+    from ganlab.tracking import sync_folder
+
+    storage = Path(args.storage)
+    if not storage.is_dir():
+        return _fail(f"No study folder {storage}; pass --storage DIR (the --storage of `ganlab run`).")
+    pending = sorted(storage.rglob("spool/*.jsonl"))
+    if not pending:
+        print(f"Nothing to send: no spooled logging under {storage}.")
+        return 0
+    print(f"Sending spooled logging of {len(pending)} run(s) under {storage} ...", flush=True)
+    done, left = sync_folder(storage)
+    print(f"{done} run(s) sent completely" + (f", {left} still pending (server unreachable?)" if left else "") + ".")
+    return 1 if left else 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -597,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="output folder (default: runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     train.set_defaults(func=cmd_train)
+
+    sync = sub.add_parser("sync", help="send logging kept on disk while the tracking server was unreachable")
+    sync.add_argument("--storage", default="ganlab_studies", help="the --storage of `ganlab run` (default: ./ganlab_studies)")
+    sync.set_defaults(func=cmd_sync)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")
     ui.add_argument("--tracking-uri")

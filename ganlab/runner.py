@@ -171,8 +171,15 @@ def run_phase(
         status = "KILLED"
         raise
     finally:
-        end_run(tracking_uri, parent_run_id, status)
-        _close_orphans(tracking_uri, study_run, status)
+        try:
+            end_run(tracking_uri, parent_run_id, status)
+            _close_orphans(tracking_uri, study_run, status)
+        except Exception as e:  # noqa: BLE001
+            from ganlab.tracking import Spool, _unreachable
+
+            if not _unreachable(e):
+                raise
+            Spool(folder / "spool", tracking_uri).append(parent_run_id, {"method": "set_terminated", "status": status})
 
 
 def _close_orphans(tracking_uri: str, study_run, parent_status: str) -> None:

@@ -13,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ def _param_text(value: Any) -> str:
     return text[:MAX_PARAM_CHARS]
 
 
+HISTORY_FILE = "diagnostics.parquet"
 HISTORY_PARTS = "diagnostics/parts"  # Parquet parts of a running trial's history, merged at its end
 TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
 TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
@@ -156,6 +158,121 @@ def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
     return runs[0] if runs else None
 
 
+SEND_ATTEMPTS = 3  # tries of one request before its content is spooled to disk
+SEND_BACKOFF_S = 1.0  # wait before the second try; doubles for each further try
+OPEN_WAIT_S = 120.0  # how long a starting trial waits for an unreachable tracking server before failing
+
+
+def _unreachable(error: Exception) -> bool:
+    """A transport failure (server down, refused, timed out, 5xx): retry or spool, never lose the data."""
+    import requests
+
+    if isinstance(error, (requests.exceptions.RequestException, ConnectionError, TimeoutError)):
+        return True
+    text = str(error)
+    return any(s in text for s in ("failed with exception", "Max retries exceeded", "Connection refused",
+                                   "Bad Gateway", "Service Unavailable", "status code 50"))
+
+
+class Spool:
+    """What a trial could not send to an unreachable tracking server, kept on local disk in order, one JSON
+    line per request, replayed by the trial when the server answers again or later by ``ganlab sync``."""
+
+    def __init__(self, folder: str | Path, tracking_uri: str):
+        self.folder = Path(folder)
+        self.tracking_uri = tracking_uri
+        self.warned = False
+
+    def _file(self, run_id: str) -> Path:
+        return self.folder / f"{run_id}.jsonl"
+
+    def pending(self, run_id: str) -> bool:
+        return self._file(run_id).is_file()
+
+    def append(self, run_id: str, record: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if record.get("method") == "log_artifact":  # keep a copy: the original is a temporary file
+            copy = self.folder / "files" / run_id / f"{time.time_ns()}_{Path(record['path']).name}"
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(Path(record["path"]).read_bytes())
+            record = {**record, "path": str(copy)}
+        with self._file(run_id).open("a") as f:
+            f.write(json.dumps({"tracking_uri": self.tracking_uri, "run_id": run_id, **record}) + "\n")
+        if not self.warned:
+            self.warned = True
+            print(f"ganlab: WARNING: the tracking server {self.tracking_uri} is unreachable; run {run_id} keeps "
+                  f"training and its logging is kept in {self.folder} (sent when the server answers again, or "
+                  "with `ganlab sync`).", file=sys.stderr, flush=True)
+
+    def drain(self, run_id: str) -> bool:
+        """Send this run's spooled requests, in order; True when none is left."""
+        path = self._file(run_id)
+        if not path.is_file():
+            return True
+        lines = path.read_text().splitlines()
+        client = MlflowClient(self.tracking_uri)
+        for i, line in enumerate(lines):
+            try:
+                replay(client, json.loads(line))
+            except Exception as e:  # noqa: BLE001
+                if not _unreachable(e):
+                    raise
+                path.write_text("".join(l + "\n" for l in lines[i:]))  # keep what is left, in order
+                return False
+        path.unlink()
+        return True
+
+
+def replay(client: MlflowClient, record: dict[str, Any]) -> None:
+    method, run_id = record["method"], record["run_id"]
+    if method == "log_batch":
+        client.log_batch(run_id, metrics=[Metric(k, v, ts, step) for k, v, ts, step in record.get("metrics", [])],
+                         tags=[RunTag(k, v) for k, v in record.get("tags", [])])
+    elif method == "log_artifact":
+        client.log_artifact(run_id, record["path"], record.get("artifact_path"))
+    elif method == "set_terminated":
+        client.set_terminated(run_id, status=record["status"])
+    elif method == "merge_history":
+        merge_history(client, run_id)
+    else:
+        raise ValueError(f"unknown spooled request {method!r}")
+
+
+def read_history(client: MlflowClient, run_id: str):
+    """Every logged point of a run from its Parquet parts, one row per step (a step stored twice after a
+    crash mid-flush keeps its latest copy)."""
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        parts = [a.path for a in client.list_artifacts(run_id, HISTORY_PARTS)]
+        frames = [pd.read_parquet(client.download_artifacts(run_id, p, tmp)) for p in parts]
+    if not frames:
+        return pd.DataFrame({"step": []})
+    return pd.concat(frames, ignore_index=True).groupby("step", sort=True).last().reset_index()
+
+
+def merge_history(client: MlflowClient, run_id: str):
+    """The run's parts merged into one ``diagnostics.parquet`` artifact; returns the history."""
+    history = read_history(client, run_id)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / HISTORY_FILE
+        history.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path))
+    return history
+
+
+def sync_folder(folder: str | Path) -> tuple[int, int]:
+    """Replay every spool under ``folder`` (``ganlab sync``): (runs sent completely, runs still pending)."""
+    done = left = 0
+    for path in sorted(Path(folder).rglob("spool/*.jsonl")):
+        first = json.loads(path.read_text().splitlines()[0])
+        if Spool(path.parent, first["tracking_uri"]).drain(first["run_id"]):
+            done += 1
+        else:
+            left += 1
+    return done, left
+
+
 class TrialLogger:
     """The one writer of a trial's child run. Metrics are buffered and sent in batches.
 
@@ -165,10 +282,11 @@ class TrialLogger:
     has every step exactly once.
     """
 
-    def __init__(self, study: StudyRun, run_id: str, logged_through: int = -1):
+    def __init__(self, study: StudyRun, run_id: str, logged_through: int = -1, spool: Spool | None = None):
         self.study = study
         self.run_id = run_id
         self.client = MlflowClient(study.tracking_uri)
+        self.spool = spool
         self.logged_through = logged_through
         self._buffer: list[Metric] = []
         self._rows: list[dict[str, float]] = []  # the same points, wide, for the Parquet history
@@ -183,12 +301,31 @@ class TrialLogger:
         params: dict[str, Any],
         tags: dict[str, str],
         config: dict[str, Any],
+        spool_folder: str | Path | None = None,
     ) -> "TrialLogger":
+        """Find or create the trial's run; with ``spool_folder``, an unreachable server is waited for (up to
+        OPEN_WAIT_S) here, and later requests that fail are spooled there instead of failing the trial."""
+        spool = Spool(spool_folder, study.tracking_uri) if spool_folder is not None else None
+        if spool is not None and study.tracking_uri.startswith("http"):
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # ganlab retries, then spools
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
         client = MlflowClient(study.tracking_uri)
+        deadline, delay = time.time() + (OPEN_WAIT_S if spool is not None else 0), SEND_BACKOFF_S
+        while True:
+            try:
+                return cls._open(client, study, trial_id, run_name, params, tags, config, spool)
+            except Exception as e:  # noqa: BLE001
+                if not _unreachable(e) or time.time() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(2 * delay, 30.0)
+
+    @classmethod
+    def _open(cls, client, study, trial_id, run_name, params, tags, config, spool) -> "TrialLogger":
         existing = find_trial_run(client, study, trial_id)
         if existing is not None:
             client.update_run(existing.info.run_id, status="RUNNING")
-            logger = cls(study, existing.info.run_id, int(existing.data.tags.get(TAG_LOGGED_THROUGH, -1)))
+            logger = cls(study, existing.info.run_id, int(existing.data.tags.get(TAG_LOGGED_THROUGH, -1)), spool)
             restarts = int(existing.data.tags.get(TAG_RESTARTS, 0)) + 1
             logger.set_tags({**tags, TAG_RESTARTS: str(restarts)})
             return logger
@@ -196,7 +333,7 @@ class TrialLogger:
                     TAG_TRIAL_ID: trial_id, "ganlab.host": socket.gethostname(),
                     "ganlab.platform": platform.platform(), **tags}
         run = client.create_run(study.experiment_id, tags=all_tags, run_name=run_name)
-        logger = cls(study, run.info.run_id)
+        logger = cls(study, run.info.run_id, spool=spool)
         logger.log_params(params)
         client.log_dict(logger.run_id, config, "trial_config.json")
         return logger
@@ -217,29 +354,49 @@ class TrialLogger:
         self._buffered_through = max(self._buffered_through, step)
 
     def set_tags(self, tags: dict[str, str]) -> None:
-        items = [RunTag(k, str(v)) for k, v in tags.items()]
+        items = [(k, str(v)) for k, v in tags.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, tags=items[i : i + MAX_PARAMS_PER_BATCH])
+            self._send({"method": "log_batch", "tags": items[i : i + MAX_PARAMS_PER_BATCH]})
+
+    def _send(self, record: dict[str, Any]) -> None:
+        """One request, in order after anything spooled before; retried with backoff while the server is
+        unreachable, then spooled to disk (with a spool) so training goes on and nothing is lost."""
+        if self.spool is not None and self.spool.pending(self.run_id) and not self.spool.drain(self.run_id):
+            self.spool.append(self.run_id, record)
+            return
+        delay = SEND_BACKOFF_S
+        for attempt in range(SEND_ATTEMPTS):
+            try:
+                replay(self.client, {**record, "run_id": self.run_id})
+                return
+            except Exception as e:  # noqa: BLE001
+                if self.spool is None or not _unreachable(e):
+                    raise
+                if attempt + 1 < SEND_ATTEMPTS:
+                    time.sleep(delay)
+                    delay *= 2
+        self.spool.append(self.run_id, record)
 
     def flush(self, tags: dict[str, str] | None = None) -> None:
         """Send the buffer (and ``tags``, in the same request); the last batch carries the step it completes
         (a crash mid-flush can only repeat points, never lose them)."""
-        extra = [RunTag(k, str(v)) for k, v in (tags or {}).items()][: MAX_PARAMS_PER_BATCH - 1]
+        extra = [(k, str(v)) for k, v in (tags or {}).items()][: MAX_PARAMS_PER_BATCH - 1]
         if not self._rows:
             if extra:
-                self.client.log_batch(self.run_id, tags=extra)
+                self._send({"method": "log_batch", "tags": extra})
             return
         self._write_history_part()
         if not self._buffer:  # only Parquet points since the last flush: commit them with the tag alone
             self._commit_without_metrics(extra)
         while self._buffer:
             batch, self._buffer = self._buffer[:MAX_METRICS_PER_BATCH], self._buffer[MAX_METRICS_PER_BATCH:]
-            last = [] if self._buffer else [RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]
-            self.client.log_batch(self.run_id, metrics=batch, tags=last)
+            last = [] if self._buffer else [(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]
+            self._send({"method": "log_batch", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in batch],
+                        "tags": last})
         self.logged_through = self._buffered_through
 
     def _commit_without_metrics(self, extra: list) -> None:
-        self.client.log_batch(self.run_id, tags=[RunTag(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra])
+        self._send({"method": "log_batch", "tags": [(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]})
         self.logged_through = self._buffered_through
 
     def _write_history_part(self) -> None:
@@ -252,27 +409,31 @@ class TrialLogger:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"steps_{first:09d}_{last:09d}.parquet"
             pd.DataFrame(rows).to_parquet(path, index=False)
-            self.client.log_artifact(self.run_id, str(path), HISTORY_PARTS)
+            self.log_artifact(path, HISTORY_PARTS)
 
-    def history(self):
-        """Every logged point of this run, one row per step (a step stored twice after a crash mid-flush
-        keeps its latest copy)."""
-        import pandas as pd
-
-        with tempfile.TemporaryDirectory() as tmp:
-            parts = [a.path for a in self.client.list_artifacts(self.run_id, HISTORY_PARTS)]
-            frames = [pd.read_parquet(self.client.download_artifacts(self.run_id, p, tmp)) for p in parts]
-        if not frames:
-            return pd.DataFrame({"step": []})
-        df = pd.concat(frames, ignore_index=True)
-        return df.groupby("step", sort=True).last().reset_index()
+    def merge_history(self):
+        """``diagnostics.parquet`` from the parts; None (and the merge spooled, done by `ganlab sync`) while
+        the server is unreachable."""
+        if self.spool is not None and self.spool.pending(self.run_id) and not self.spool.drain(self.run_id):
+            self.spool.append(self.run_id, {"method": "merge_history"})
+            return None
+        try:
+            return merge_history(self.client, self.run_id)
+        except Exception as e:  # noqa: BLE001
+            if self.spool is None or not _unreachable(e):
+                raise
+            self.spool.append(self.run_id, {"method": "merge_history"})
+            return None
 
     def log_artifact(self, path: str | Path, folder: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), folder)
+        self._send({"method": "log_artifact", "path": str(path), "artifact_path": folder})
 
     def end(self, status: str, tags: dict[str, str] | None = None) -> None:
         """Flush, then close the run with ``status``; a run is never left RUNNING."""
         try:
             self.flush(tags)
         finally:
-            self.client.set_terminated(self.run_id, status=status)
+            self._send({"method": "set_terminated", "status": status})
+            if self.spool is not None and self.spool.pending(self.run_id):
+                print(f"ganlab: WARNING: run {self.run_id} ended with requests still in {self.spool.folder}; send "
+                      "them with `ganlab sync` once the tracking server is back.", file=sys.stderr, flush=True)

@@ -193,6 +193,7 @@ class TrialContext:
     objectives: tuple[tuple[str, str], ...]  # (metric, mode) the searcher and scheduler read
     mutated: tuple[str, ...] = ()  # keys PBT changes: also logged as metrics (hp/...)
     extra_tags: dict[str, str] = field(default_factory=dict)
+    spool_folder: str | None = None  # where requests to an unreachable tracking server wait
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
@@ -240,7 +241,7 @@ class GanTrainable(tune.Trainable):
                 tags["ganlab.gpu_name"] = torch.cuda.get_device_name()
             self.logger = TrialLogger.open(
                 self.context.study_run, self.trial_id, f"{self.trial_id.rsplit('_', 1)[-1]} {describe(self.overrides)}",
-                self.cfg.flat(), tags, self.cfg.model_dump(mode="json"),
+                self.cfg.flat(), tags, self.cfg.model_dump(mode="json"), self.context.spool_folder,
             )
         return self.logger
 
@@ -345,13 +346,11 @@ class GanTrainable(tune.Trainable):
 
     def _final_artifacts(self, logger: TrialLogger) -> None:
         """The full-resolution history as one Parquet file, its curves, and (opt-in) the final weights."""
-        history = logger.history()
+        history = logger.merge_history()  # None while the server is down: `ganlab sync` merges it later
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "diagnostics.parquet"
-            history.to_parquet(path, index=False)
-            logger.log_artifact(path)
-            logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
-                                             [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
+            if history is not None:
+                logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
+                                                 [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
             if self.context.study.artifacts.save_models:
                 weights = {"G": self.trainer.G.state_dict(), "D": self.trainer.D.state_dict(),
                            "G_ema": self.trainer.G_ema.state_dict() if self.trainer.G_ema is not None else None,
@@ -519,7 +518,7 @@ def run_study(
     if sched and sched not in objectives:
         objectives.append(sched)
     mutated = tuple(study.scheduler.mutations) if isinstance(study.scheduler, PbtSchedulerConfig) else ()
-    context = TrialContext(study_run, study, tuple(objectives), mutated, dict(extra_tags or {}))
+    context = TrialContext(study_run, study, tuple(objectives), mutated, dict(extra_tags or {}), str(folder / "spool"))
     trainable = tune.with_resources(
         tune.with_parameters(GanTrainable, context=context),
         {"cpu": study.resources.cpu, "gpu": study.resources.gpu},

@@ -134,3 +134,79 @@ def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # every (non-NaN) point of every trial, counted exactly
         stored = db.execute("select count(*) from metrics where is_nan = 0").fetchone()[0]
     assert stored == total
+
+
+def _start_server(root: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True, env=env(),
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
+            time.sleep(0.5)
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def test_a_server_outage_mid_study_loses_nothing(tmp_path):
+    """The real server is killed while trials run and restarted later: trials keep training, spool what
+    cannot be sent and deliver it when the server is back or via `ganlab sync`; every point arrives."""
+    root = tmp_path / "server"
+    root.mkdir()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = _start_server(root, port)
+    (tmp_path / "study.yaml").write_text(textwrap.dedent(
+        """
+        name: outage
+        trial:
+          data: {name: ring8, batch_size: 32}
+          model: {width: 16, depth: 1}
+          train: {steps: 1500, eval_every: 50, log_every: 10, eval_samples: 200}
+        seeds: [0, 1]
+        resources: {cpu: 1}
+        flush_interval_s: 0
+        mlflow_every_logs: 1
+        artifacts: {sample_plots: 0}
+        """))
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen([str(BIN / "ganlab"), "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", url],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
+    client = MlflowClient(url)
+    deadline = time.time() + 240
+    while True:  # both trials are logging
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()[-3000:]
+        exp = client.get_experiment_by_name("outage")
+        runs = client.search_runs([exp.experiment_id], "tags.`ganlab.kind` = 'trial'") if exp else []
+        if len(runs) == 2 and all(int(r.data.tags.get("ganlab.logged_through", -1)) >= 100 for r in runs):
+            break
+        time.sleep(0.3)
+    _stop_server(server)
+    time.sleep(8)  # trials go on without it
+    server = _start_server(root, port)  # back during the study: spooled requests drain on the next flush
+    try:
+        assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+        out = (tmp_path / "driver.log").read_text()
+        assert "is unreachable" in out  # the trials said so
+        sync = subprocess.run([str(BIN / "ganlab"), "sync"], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300, env=env())
+        assert sync.returncode == 0, sync.stdout + sync.stderr
+        assert not list((tmp_path / "ganlab_studies").rglob("spool/*.jsonl"))
+        df = load_study("outage", tracking_uri=url)
+        assert len(df) == 2 and (df["status"] == "FINISHED").all()
+        for run_id in df["run_id"]:
+            steps = sorted(m.step for m in client.get_metric_history(run_id, "acc/real"))
+            assert steps == list(range(10, 1501, 10)), "a metric point was lost or stored twice"
+            history = pd.read_parquet(client.download_artifacts(run_id, "diagnostics.parquet", str(tmp_path)))
+            assert history["step"].tolist() == list(range(10, 1501, 10))
+    finally:
+        _stop_server(server)
