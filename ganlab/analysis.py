@@ -132,3 +132,68 @@ def stability_rates(df: pd.DataFrame, by: list[str], metric: str | None = None) 
         out[f"mean {metric}"] = agg["mean"]
         out[f"ci95 {metric}"] = t * agg["std"] / agg["count"].pow(0.5)
     return out.reset_index().sort_values("rate converged", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def load_history(
+    name: str,
+    tracking_uri: str | None = None,
+    metrics: list[str] | None = None,
+    run: Literal["latest", "all"] | str = "latest",
+    phase: Literal["search", "confirm"] | None = None,
+    threads: int = 8,
+) -> pd.DataFrame:
+    """Every trial's per-step diagnostics in long format: (run_id, trial, step, metric, value).
+
+    Read in bulk: one Parquet file per trial (its ``diagnostics.parquet``, every logged step at full
+    resolution), fetched concurrently, instead of one MLflow request per run per metric. ``metrics``
+    keeps only those columns.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ganlab.tracking import HISTORY_FILE, read_history
+
+    uri = resolve_tracking_uri(tracking_uri)
+    trials = load_study(name, uri, run=run, phase=phase)
+    client = MlflowClient(uri)
+
+    def one(row) -> pd.DataFrame:
+        local = _local_artifact(client, row.run_id, HISTORY_FILE)
+        wide = pd.read_parquet(local) if local else _download_history(client, row.run_id)
+        if wide is None or wide.empty:
+            wide = read_history(client, row.run_id)  # a trial still running: its parts so far
+        keep = ["step"] + [c for c in wide.columns if c != "step" and (metrics is None or c in metrics)]
+        long = wide[keep].melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])
+        return long.assign(run_id=row.run_id, trial=row.trial)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        frames = list(pool.map(one, trials.itertuples()))
+    columns = ["run_id", "trial", "step", "metric", "value"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    out = pd.concat(frames, ignore_index=True)[columns]
+    out["step"] = out["step"].astype(int)
+    return out.sort_values(["trial", "metric", "step"], kind="stable").reset_index(drop=True)
+
+
+def _local_artifact(client: MlflowClient, run_id: str, path: str) -> str | None:
+    """A local store's artifact is a file: read it in place rather than copying it."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    uri = client.get_run(run_id).info.artifact_uri
+    if uri.startswith("file:"):
+        local = Path(urlparse(uri).path) / path
+        return str(local) if local.is_file() else None
+    return None
+
+
+def _download_history(client: MlflowClient, run_id: str) -> pd.DataFrame | None:
+    import tempfile
+
+    from ganlab.tracking import HISTORY_FILE
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return pd.read_parquet(client.download_artifacts(run_id, HISTORY_FILE, tmp))
+        except Exception:  # noqa: BLE001 - not merged yet
+            return None

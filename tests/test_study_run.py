@@ -248,3 +248,19 @@ def test_each_trial_stores_samples_history_curves_and_weights(uri, study_dir, tm
         weights = torch.load(client.download_artifacts(row.run_id, "model/final.pt", str(tmp_path)),
                              weights_only=True)  # plain tensors and dicts: loadable without pickle
         assert weights["iteration"] == STEPS and set(weights["G"]) and set(weights["D"])
+
+
+def test_load_history_reads_every_step_in_bulk(uri):
+    from ganlab.analysis import load_history
+
+    h = load_history("tiny", tracking_uri=uri, metrics=["acc/real", "eval/modes"])
+    assert list(h.columns) == ["run_id", "trial", "step", "metric", "value"]
+    assert set(h["metric"]) == {"acc/real", "eval/modes"}
+    acc = h[h["metric"] == "acc/real"]
+    assert acc["run_id"].nunique() == N
+    for run_id, steps in acc.groupby("run_id")["step"]:
+        assert steps.tolist() == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))  # full resolution
+        mlflow_points = {m.step: m.value for m in MlflowClient(uri).get_metric_history(run_id, "acc/real")}
+        values = acc[acc["run_id"] == run_id].set_index("step")["value"]
+        assert {s: values[s] for s in mlflow_points} == mlflow_points  # the numbers MLflow holds
+    assert (h[h["metric"] == "eval/modes"].groupby("run_id").size() == STEPS // EVAL_EVERY).all()

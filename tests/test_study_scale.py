@@ -132,6 +132,12 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
         assert "ganlab run study.yaml --resume" in (tmp_path / "driver.log").read_text()
         # a graceful stop leaves nothing RUNNING
         assert "RUNNING" not in {s for _, s in snapshot(tmp_path, "resumable")["statuses"]}
+    else:  # resuming refuses a changed study file, naming the key, and runs nothing
+        (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
+        refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", expect=2)
+        assert "study file changed" in refused.stderr and "trial.optim.lr_g" in refused.stderr
+        assert "--fresh" in refused.stderr and refused.stderr.strip().count("\n") == 0
+        (tmp_path / "study.yaml").write_text(LONG)
     resumed = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", *(["--resume"] if sig == signal.SIGKILL else []))
     assert "Resuming the interrupted search" in resumed.stdout
     assert snapshot(tmp_path, "resumable") == reference  # same runs, same values, every step exactly once
@@ -187,15 +193,7 @@ def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path
     assert (others["status"] == "FINISHED").all() and (others["progress/g_steps"] == STEPS).all()
 
 
-def test_resume_refuses_a_changed_study(reference, tmp_path):
-    proc = start(tmp_path)
-    wait_for_step(tmp_path, proc, 200)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
-    (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
-    refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", expect=2)
-    assert "study file changed" in refused.stderr and "trial.optim.lr_g" in refused.stderr
-    assert "--fresh" in refused.stderr and refused.stderr.strip().count("\n") == 0
+def test_resume_with_nothing_to_resume_is_refused(tmp_path):
     (tmp_path / "other.yaml").write_text(LONG.replace("name: resumable", "name: other"))
     nothing = run(tmp_path, "run", "other.yaml", "--resume", expect=2)
     assert "no interrupted 'search' run" in nothing.stderr

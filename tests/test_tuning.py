@@ -3,7 +3,6 @@ import textwrap
 import optuna
 import pandas as pd
 import pytest
-from ray import tune
 
 from ganlab.config import ConfigError, load_study
 from ganlab.runner import confirmation_points
