@@ -181,7 +181,8 @@ def _check_store(uri: str) -> str | None:
     return None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace) -> tuple[StudyConfig, str] | int:
+    """The checked study and a reachable store, or the exit code of the one-paragraph error."""
     try:
         study = _load_checked(args.study)
     except ConfigError as e:
@@ -192,8 +193,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     if uri is None:
         return EXIT_BAD_INPUT
     problem = _check_store(uri)
-    if problem:
-        return _fail(problem)
+    return _fail(problem) if problem else (study, uri)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prepared = _prepare(args)
+    if isinstance(prepared, int):
+        return prepared
+    study, uri = prepared
     print(_plan(study), flush=True)
     print(f"MLflow store: {uri}", flush=True)
     from ganlab.runner import PhaseState, ResumeRefused, phase_folder, run_phase
@@ -269,19 +276,13 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    try:
-        study = _load_checked(args.study)
-    except ConfigError as e:
-        return _study_error(e)
+    prepared = _prepare(args)
+    if isinstance(prepared, int):
+        return prepared
+    study, uri = prepared
     objective = study.confirm_objective(args.metric, args.mode)
     if objective is None:
         return _fail(f"study '{study.name}' names no metric to rank configurations by; pass --metric and --mode.")
-    uri = _tracking(args)
-    if uri is None:
-        return EXIT_BAD_INPUT
-    problem = _check_store(uri)
-    if problem:
-        return _fail(problem)
     from ganlab.analysis import study_runs
 
     try:

@@ -288,6 +288,13 @@ def test_asha_stops_trials_early_and_says_why(tmp_path):
         assert row["stop_reason"] in proc.stdout  # the summary says it too
     finished = df[df["trial_status"] == "finished"]
     assert (finished["progress/g_steps"] == 400).all() and (finished["status"] == "FINISHED").all()
+    # `ganlab confirm` on the finished search: the best configuration by mean gap, with one new seed
+    confirm = run(tmp_path, "confirm", "asha.yaml", "--top", "1", "--seeds", "1", "--metric", "eq/acc_gap",
+                  "--mode", "min", "--num-cpus", "2")
+    assert "Stability across seeds (confirmation phase)" in confirm.stdout
+    confirmed = load_study("asha", uri_of(tmp_path), phase="confirm")
+    best = df.sort_values("eq/acc_gap").iloc[0]["optim.lr_ratio"]
+    assert confirmed["optim.lr_ratio"].tolist() == [best] and confirmed["seed"].tolist() == [1]
 
 
 def test_pbt_exploits_at_aligned_checkpoints_and_logs_mutations_as_metrics(tmp_path):

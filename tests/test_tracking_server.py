@@ -41,27 +41,35 @@ def env() -> dict:
             "GANLAB_PROGRESS_EVERY": "60"}
 
 
+def _start_server(root: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True, env=env(),
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
+            time.sleep(0.5)
+
+
+def _stop_server(proc: subprocess.Popen) -> None:
+    """The whole process group: uvicorn and its job runners with it."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("server")
     port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=(root / "server.log").open("w"), stderr=subprocess.STDOUT, start_new_session=True, env=env(),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                break
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
-            time.sleep(0.5)
-    yield url, root
-    os.killpg(proc.pid, signal.SIGTERM)  # uvicorn and its job runners with it
-    proc.wait(timeout=60)
+    proc = _start_server(root, port)
+    yield f"http://127.0.0.1:{port}", root
+    _stop_server(proc)
 
 
 def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path):
@@ -134,27 +142,6 @@ def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path
     with sqlite3.connect(tmp_path / "mlflow.db") as db:  # every (non-NaN) point of every trial, counted exactly
         stored = db.execute("select count(*) from metrics where is_nan = 0").fetchone()[0]
     assert stored == total
-
-
-def _start_server(root: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True, env=env(),
-    )
-    deadline = time.time() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return proc
-        except OSError:
-            assert proc.poll() is None and time.time() < deadline, (root / "server.log").read_text()[-3000:]
-            time.sleep(0.5)
-
-
-def _stop_server(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
 
 
 def test_a_server_outage_mid_study_loses_nothing(tmp_path):
