@@ -264,3 +264,14 @@ def test_load_history_reads_every_step_in_bulk(uri):
         values = acc[acc["run_id"] == run_id].set_index("step")["value"]
         assert {s: values[s] for s in mlflow_points} == mlflow_points  # the numbers MLflow holds
     assert (h[h["metric"] == "eval/modes"].groupby("run_id").size() == STEPS // EVAL_EVERY).all()
+
+
+def test_ui_on_a_non_loopback_host_warns_that_mlflow_has_no_authentication(uri, study_dir):
+    proc = subprocess.Popen([GANLAB, "ui", "--tracking-uri", uri, "--host", "0.0.0.0", "--port", str(free_port())],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        warning = proc.stderr.readline()  # printed before the server starts
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert "WARNING: binding 0.0.0.0" in warning and "no authentication" in warning
