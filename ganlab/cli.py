@@ -1,4 +1,4 @@
-"""``ganlab`` command line: run, validate, train, ui.
+"""``ganlab`` command line: run, confirm, validate, train, sync, ui, analyze, report.
 
 Input errors exit with code 2 and one paragraph naming the file and key, before Ray starts and before
 anything is written to MLflow.
@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int, seeds: int, metric: str, mode: str) -> int:
     from ganlab.analysis import load_study as load_frame
-    from ganlab.analysis import stability_rates
+    from ganlab.analysis import stability_table
     from ganlab.runner import CONFIRMS_TAG, PhaseState, ResumeRefused, confirmation_points, phase_folder, run_phase
 
     state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
@@ -271,7 +271,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
     df = load_frame(study.name, uri, run=result.parent_run_id)
     keys = [k for k in study.swept_keys if k != "seed" and k not in study.derived and k in df.columns]
     print("\nStability across seeds (confirmation phase):")
-    _print_table(stability_rates(df, keys, metric))
+    _print_table(stability_table(df, keys, [metric]))
     return code
 
 
@@ -584,6 +584,94 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_store(args: argparse.Namespace) -> tuple[str, str] | int:
+    """The study name (a name, or a study file's) and a store that exists: reading never creates one."""
+    from urllib.parse import urlparse
+
+    name = args.study
+    if name.endswith((".yaml", ".yml")):
+        try:
+            name = load_study(name).name
+        except ConfigError as e:
+            return _study_error(e)
+    uri = _tracking(args)
+    if uri is None:
+        return EXIT_BAD_INPUT
+    if uri.startswith("sqlite:"):
+        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else Path(urlparse(uri).path)
+        if not path.is_file():
+            return _fail(f"No MLflow store at {path} (tracking URI {uri}). Run `ganlab report`/`analyze` in the folder "
+                         "where `ganlab run` ran, or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
+    problem = _check_store(uri)
+    return _fail(problem) if problem else (name, uri)
+
+
+def _keys(text: str | None) -> list[str] | None:
+    return [k.strip() for k in text.split(",") if k.strip()] if text else None
+
+
+def _load_for_reading(args: argparse.Namespace, name: str, uri: str):
+    from ganlab.analysis import load_study as load_frame
+
+    try:
+        return load_frame(name, uri, run=args.run, phase=args.phase)
+    except LookupError as e:
+        return _fail(f"{e}. `ganlab run STUDY.yaml` creates a study; pass --tracking-uri for "
+                     "another store.")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """The stability table of a study: per configuration across seeds."""
+    from ganlab.analysis import stability_table
+
+    found = _read_store(args)
+    if isinstance(found, int):
+        return found
+    name, uri = found
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix not in (".csv", ".parquet"):
+        return _fail(f"--out {out}: the table is written as .csv or .parquet; pick one of those suffixes.")
+    df = _load_for_reading(args, name, uri)
+    if isinstance(df, int):
+        return df
+    by = _keys(args.by)
+    try:
+        table = stability_table(df, by, _keys(args.metrics))
+    except KeyError as e:
+        return _fail(f"Cannot group study '{name}': {e.args[0]} (key --by/--metrics).")
+    print(f"Study '{name}': {len(df)} trials in run {df['parent_run_id'].iloc[0] if len(df) else '-'}, "
+          f"by {', '.join(by or df.attrs.get('swept', []))}; rates are fractions of seeds, `ci` the half-width of "
+          "a 95% Student-t interval over seeds.")
+    _print_table(table)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)
+        print(f"\nWrote {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One self-contained HTML report of a study, with its figures as PNG next to it."""
+    from ganlab.report import write_report
+
+    found = _read_store(args)
+    if isinstance(found, int):
+        return found
+    name, uri = found
+    out = Path(args.output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        return _fail(f"-o {out}: the report is an HTML file; name it with .html.")
+    df = _load_for_reading(args, name, uri)  # the study's errors as one paragraph before drawing anything
+    if isinstance(df, int):
+        return df
+    try:
+        report = write_report(name, out, uri, axes=_keys(args.axes), trials=df)
+    except (KeyError, LookupError) as e:
+        return _fail(f"Cannot report study '{name}': {e.args[0]} (key --axes/--run).")
+    print(f"Open it in a browser: file://{report.html.resolve()}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganlab", description="GAN training-stability studies on Ray Tune and MLflow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -629,6 +717,27 @@ def build_parser() -> argparse.ArgumentParser:
     sync = sub.add_parser("sync", help="send logging kept on disk while the tracking server was unreachable")
     sync.add_argument("--storage", default="ganlab_studies", help="the --storage of `ganlab run` (default: ./ganlab_studies)")
     sync.set_defaults(func=cmd_sync)
+
+    reading = argparse.ArgumentParser(add_help=False)
+    reading.add_argument("study", help="a study name (its MLflow experiment) or its YAML file")
+    reading.add_argument("--tracking-uri", help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    reading.add_argument("--run", default="latest", help="which `ganlab run` of the study: latest (default), all, or a "
+                         "parent run id")
+    reading.add_argument("--phase", choices=["search", "confirm"], help="the search or its confirmation (default: "
+                         "the latest of either)")
+
+    analyze = sub.add_parser("analyze", parents=[reading], help="print a study's stability table across seeds")
+    analyze.add_argument("--by", help="comma-separated columns to group by (default: the swept keys)")
+    analyze.add_argument("--metrics", help="comma-separated diagnostics to summarise (default: D accuracy, "
+                         "equilibrium gap, oscillation, modes/FD)")
+    analyze.add_argument("--out", help="also write the table to FILE.csv or FILE.parquet")
+    analyze.set_defaults(func=cmd_analyze)
+
+    report = sub.add_parser("report", parents=[reading], help="write a self-contained HTML report of a study")
+    report.add_argument("-o", "--output", default="report.html", help="the HTML file (default: report.html); "
+                        "figures go to <name>_figures/ next to it")
+    report.add_argument("--axes", help="x,y swept keys of the stability map (default: the first two that vary)")
+    report.set_defaults(func=cmd_report)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")
     ui.add_argument("--tracking-uri")
