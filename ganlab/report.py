@@ -1,7 +1,9 @@
 """A study at a glance: the figures of a stability study and one self-contained HTML report.
 
 The figure functions take the frames of ``ganlab.analysis`` (``load_study``, ``history_of``) and return
-matplotlib figures, so the notebook in ``dashboards/`` draws exactly what the report shows. The report
+matplotlib figures, so the notebook in ``dashboards/`` draws exactly what the report shows. They are
+``Figure`` objects, not pyplot's: no backend is chosen or changed (a notebook keeps its inline one) and no
+global figure registry grows. The report
 embeds every figure as a PNG data URI (it opens offline, by e-mail, from a paper's supplement) and also
 writes them as PNG files next to it.
 """
@@ -19,15 +21,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.image import imread
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from ganlab.analysis import (  # noqa: E402
+from ganlab.analysis import (
     VERDICT_ORDER,
+    WINDOW,
     default_by,
     history_of,
     load_study,
@@ -113,7 +115,8 @@ def stability_map(df: pd.DataFrame, x: str, y: str | None = None):
     frac = converged / total.where(total > 0)
     others = _top_other_verdict(df, x, y).reindex(index=frac.index, columns=frac.columns)
     names = short_names([k for k in (x, y) if k])
-    fig, ax = plt.subplots(figsize=(max(4.5, 1.0 * frac.shape[1] + 2.5), max(2.4, 0.75 * frac.shape[0] + 1.6)))
+    fig = Figure(figsize=(max(4.5, 1.0 * frac.shape[1] + 2.5), max(2.4, 0.75 * frac.shape[0] + 1.6)))
+    ax = fig.subplots()
     image = ax.imshow(frac.to_numpy(dtype=float), cmap="RdYlGn", vmin=0, vmax=1, aspect="auto")
     for i in range(frac.shape[0]):
         for j in range(frac.shape[1]):
@@ -142,7 +145,8 @@ def verdict_counts(df: pd.DataFrame, by: list[str]):
     frame = df.assign(_verdict=verdicts_of(df))
     groups = _groups(frame, by)
     verdicts = [v for v in VERDICT_ORDER if (frame["_verdict"] == v).any()]
-    fig, ax = plt.subplots(figsize=(8, max(2.2, 0.38 * len(groups) + 1.2)))
+    fig = Figure(figsize=(8, max(2.2, 0.38 * len(groups) + 1.2)))
+    ax = fig.subplots()
     labels = [group_label(by, key) for key, _ in groups]
     left = np.zeros(len(groups))
     for verdict in verdicts:
@@ -168,8 +172,8 @@ def accuracy_curves(df: pd.DataFrame, history: pd.DataFrame, by: list[str], max_
     shown = groups[:max_panels]
     cols = min(4, len(shown))
     rows = math.ceil(len(shown) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows + 0.6), squeeze=False,
-                             sharex=True, sharey=True)
+    fig = Figure(figsize=(3.4 * cols, 2.5 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
     for ax in axes.flat[len(shown):]:
         ax.set_visible(False)
     for ax, (key, group) in zip(axes.flat, shown):
@@ -205,7 +209,8 @@ def oscillation(df: pd.DataFrame, x: str, hue: str | None = None):
 
     pos, distinct, log = _positions(df[x])
     where = {v: p for v, p in zip(distinct, pos)}
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.3))
+    fig = Figure(figsize=(9, 3.3))
+    axes = fig.subplots(1, 2)
     hues = [((), df)] if hue is None else list(df.groupby(hue, sort=True))
     for ax, (metric, title) in zip(axes, OSCILLATION):
         if metric not in df.columns:
@@ -259,7 +264,8 @@ def parallel_coordinates(df: pd.DataFrame, params: list[str], metrics: list[str]
             coords.append(((values - lo) / span).to_numpy())
             ticks.append([(0.0, f"{lo:.3g}"), (1.0, f"{hi:.3g}")])
     data = np.vstack(coords).T if coords else np.zeros((len(df), 0))
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(axes_keys)), 3.8))
+    fig = Figure(figsize=(max(6, 1.6 * len(axes_keys)), 3.8))
+    ax = fig.subplots()
     verdicts = verdicts_of(df).to_numpy()
     for row, verdict in zip(data, verdicts):
         ax.plot(range(len(axes_keys)), row, color=VERDICT_COLOURS.get(verdict, "#999999"), alpha=0.6, lw=1.2)
@@ -273,7 +279,7 @@ def parallel_coordinates(df: pd.DataFrame, params: list[str], metrics: list[str]
     for side in ("left", "right", "top"):
         ax.spines[side].set_visible(False)
     present = [v for v in VERDICT_ORDER if v in set(verdicts)]
-    ax.legend(handles=[plt.Line2D([], [], color=VERDICT_COLOURS[v], label=v) for v in present], fontsize=7,
+    ax.legend(handles=[Line2D([], [], color=VERDICT_COLOURS[v], label=v) for v in present], fontsize=7,
               loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=len(present), frameon=False)
     ax.set_title("parameters against stability, one line per trial (colour: verdict)", fontsize=10)
     fig.tight_layout()
@@ -298,14 +304,15 @@ def sample_snapshots(df: pd.DataFrame, by: list[str], tracking_uri: str | None =
                 plots = []
             if not plots:
                 continue
-            image = plt.imread(client.download_artifacts(row["run_id"], plots[-1], tmp))
+            image = imread(client.download_artifacts(row["run_id"], plots[-1], tmp))
             step = int(Path(plots[-1]).stem.rsplit("_", 1)[-1])
             picked.append((f"{group_label(by, key)}\nseed {row['seed']}, step {step}: {row['_verdict']}", image))
     if not picked:
         return None
     cols = min(4, len(picked))
     rows = math.ceil(len(picked) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(3.2 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (title, image) in zip(axes.flat, picked):
@@ -340,7 +347,7 @@ def at_a_glance(df: pd.DataFrame, by: list[str]) -> list[str]:
     if gap is not None and by:
         means = frame.groupby(by, sort=True)[gap].mean().dropna().sort_values()
         best = [f"{group_label(by, key)} ({value:.2f})" for key, value in means.head(GLANCE_CLOSEST).items()]
-        where = "mean over the last 20% of training" if gap.startswith("window/") else "final"
+        where = f"mean over the last {WINDOW:.0%} of training" if gap.startswith("window/") else "final"
         lines.append(f"<b>D accuracy closest to 50%</b> (smallest equilibrium gap |acc_real - 1/2| + |acc_fake - 1/2|, "
                      f"{where}, mean over seeds): {'; '.join(best)}")
     return lines
@@ -355,7 +362,6 @@ class Report:
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return buffer.getvalue()
 
 
@@ -382,7 +388,7 @@ h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom:
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; font-size: 0.82em; } td, th { border: 1px solid #ddd; padding: 3px 6px; text-align: right; }
-th { background: #f5f5f5; } .row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+th { background: #f5f5f5; } .scroll { overflow-x: auto; max-width: 100%; } .row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
 """
 CHECK_SCRIPT = """
 window.addEventListener('load', function () {
@@ -495,9 +501,9 @@ def write_report(
 <p class="meta">Per configuration: seeds, the fraction of each verdict (converged with its 95% Wilson interval),
 and the mean over seeds of the final diagnostics with the half-width of a 95% Student-t interval (ci).
 In pandas: <code>stability_table(load_study("{html.escape(name)}"))</code>.</p>
-{_table_html(table) if table is not None else ''}
+<div class="scroll">{_table_html(table) if table is not None else ''}</div>
 <h2>Trials</h2>
-{_table_html(df[['trial', 'seed', 'trial_status', 'verdict', 'stop_reason', 'duration_s']].fillna(''))}
+<div class="scroll">{_table_html(df[['trial', 'seed', 'trial_status', 'verdict', 'stop_reason', 'duration_s']].fillna(''))}</div>
 <script>{CHECK_SCRIPT}</script>
 </body></html>
 """

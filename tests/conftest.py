@@ -1,6 +1,10 @@
 import os
+import shutil
 import socket
+import subprocess
 import sys
+import tempfile
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,53 @@ def clean_env(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     env = dict(os.environ)
     return env
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(os.environ.get("GANLAB_TEST_ARTIFACTS", REPO / "test-artifacts"))  # screenshots kept for people
+
+
+def chromium(workdir: Path, *args: str, offline: bool = False) -> subprocess.CompletedProcess:
+    """Headless Chromium; ``offline`` sends every request off the machine to a closed port."""
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium package)")
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp(dir=workdir)}",
+             "--window-size=1600,1000", "--virtual-time-budget=20000"]
+    if offline:
+        flags += ["--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180)
+
+
+GRID_STUDY = textwrap.dedent(
+    """
+    name: grid
+    description: two swept axes for the analysis tests
+    trial:
+      data: {name: ring8, batch_size: 32}
+      model: {width: 16, depth: 1}
+      optim: {lr_g: 1.0e-3}
+      train: {steps: 60, eval_every: 30, log_every: 10, eval_samples: 200}
+    sweep:
+      optim.lr_ratio: {grid: [1.0, 4.0]}
+      schedule.d_steps: {grid: [1, 2]}
+    seeds: [0, 1]
+    resources: {cpu: 1}
+    max_concurrent: 2
+    """
+)
+
+
+@pytest.fixture(scope="session")
+def grid_study(tmp_path_factory):
+    """A finished 8-trial study over two swept axes (lr ratio x D steps, two seeds), run once by the real
+    `ganlab run`: (folder, study file, tracking URI)."""
+    workdir = tmp_path_factory.mktemp("grid")
+    study = workdir / "grid.yaml"
+    study.write_text(GRID_STUDY)
+    proc = subprocess.run(
+        ganlab_cmd("run", str(study), "--num-cpus", "2"), cwd=workdir, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return workdir, study, f"sqlite:///{workdir / 'mlflow.db'}"

@@ -3,11 +3,9 @@ MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import textwrap
 import time
 import urllib.request
@@ -17,7 +15,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import load_study
-from conftest import free_port
+from conftest import ARTIFACTS, chromium, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -172,28 +170,15 @@ def test_ui_serves_the_store_on_loopback(uri, study_dir):
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the MLflow server outlived `ganlab ui`"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(os.environ.get("GANLAB_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
-
-
-def _chromium(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", f"--user-data-dir={tempfile.mkdtemp(dir=workdir)}",
-             "--window-size=1600,1000", "--virtual-time-budget=20000"]
-    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=180)
-
-
 def _browser_check(page: str, workdir: Path) -> None:
     """The experiment page in a real browser: rendered (the React app ran and listed the study's runs),
     and a screenshot kept as a test artifact."""
-    if CHROMIUM is None:
-        pytest.skip("no chromium on this machine (.ci/run installs Debian's chromium package)")
-    dom = _chromium(workdir, "--dump-dom", page).stdout
+    dom = chromium(workdir, "--dump-dom", page).stdout
     assert "Training runs" in dom and "tiny@" in dom, dom[-2000:]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     png = ARTIFACTS / "mlflow_ui_experiment.png"
     png.unlink(missing_ok=True)
-    _chromium(workdir, f"--screenshot={png}", page)
+    chromium(workdir, f"--screenshot={png}", page)
     import matplotlib.image
 
     pixels = matplotlib.image.imread(png)

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import optuna
@@ -20,7 +21,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from ganlab.analysis import load_study
+from ganlab.analysis import compare, load_study
 from conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -269,6 +270,34 @@ def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path):
     assert parent.data.tags["ganlab.confirms"] == search["parent_run_id"][0]
     best = search.groupby(["optim.lr_ratio", "loss.name"], dropna=False)["eq/acc_gap"].mean().nsmallest(2)
     assert set(confirm["optim.lr_ratio"]) == {r for r, _ in best.index}
+    # the search next to its confirmation, per configuration
+    both = compare(search, confirm, by=["optim.lr_ratio"], labels=("search", "confirm"))
+    assert both[("search", "seeds")].sum() == 6 and both[("confirm", "seeds")].dropna().tolist() == [2, 2]
+    _optuna_dashboard_lists(storage, summary.study_name, n_trials=6)
+
+
+def _optuna_dashboard_lists(storage: str, study_name: str, n_trials: int) -> None:
+    """optuna-dashboard, started as dashboards/README.md says, serves the search's trials."""
+    port = free_port()
+    dashboard = subprocess.Popen([str(Path(sys.executable).parent / "optuna-dashboard"), storage, "--host", "127.0.0.1",
+                                  "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    studies = json.load(r)["study_summaries"]
+                break
+            except OSError:
+                assert time.time() < deadline and dashboard.poll() is None, "optuna-dashboard did not answer"
+                time.sleep(0.5)
+        (study,) = [s for s in studies if s["study_name"] == study_name]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0", timeout=30) as r:
+            detail = json.load(r)
+        assert len(detail["trials"]) == n_trials and len(detail["directions"]) == 2
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
 
 
 def test_asha_stops_trials_early_and_says_why(tmp_path):
