@@ -668,6 +668,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = write_report(name, out, uri, axes=_keys(args.axes), trials=df)
     except (KeyError, LookupError) as e:
         return _fail(f"Cannot report study '{name}': {e.args[0]} (key --axes/--run).")
+    if args.attach:
+        from mlflow.tracking import MlflowClient
+
+        parent = df["parent_run_id"].iloc[0]
+        MlflowClient(uri).log_artifact(parent, str(report.html), "report")
+        print(f"Stored as artifact report/{report.html.name} of parent run {parent} (the MLflow UI shows it).")
     print(f"Open it in a browser: file://{report.html.resolve()}")
     return 0
 
@@ -737,6 +743,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", default="report.html", help="the HTML file (default: report.html); "
                         "figures go to <name>_figures/ next to it")
     report.add_argument("--axes", help="x,y swept keys of the stability map (default: the first two that vary)")
+    report.add_argument("--attach", action="store_true", help="also store the report on the study's parent run in "
+                        "MLflow (artifact report/<name>.html; the MLflow UI displays it)")
     report.set_defaults(func=cmd_report)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")

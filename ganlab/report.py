@@ -44,6 +44,8 @@ VERDICT_COLOURS = {
 MAX_PANELS = 24  # per-configuration panels (curves, samples) beyond which the report shows the first ones
 LOG_SPAN = 8.0  # a positive numeric axis spanning at least this factor is drawn on a log scale
 EQUILIBRIUM_ACC = 0.5  # D's accuracy on real and on fake at the Nash equilibrium
+MAX_LEVELS = 12  # a numeric swept key with more distinct values than this is binned for the report
+BINS = 6  # bins of such a key
 GLANCE_CLOSEST = 3  # configurations named as closest to the equilibrium in the report's summary
 
 
@@ -79,6 +81,10 @@ def _acc_prefix(columns) -> str:
 def _positions(values: pd.Series) -> tuple[np.ndarray, list, bool]:
     """Where to draw each distinct value of a swept parameter: numbers at their value (log scale when they
     span LOG_SPAN or more), anything else evenly spaced."""
+    if isinstance(values.dtype, pd.CategoricalDtype):  # bins, in their order
+        present = set(values.dropna())
+        distinct = [c for c in values.cat.categories if c in present]
+        return np.arange(len(distinct), dtype=float), distinct, False
     distinct = sorted(values.dropna().unique(), key=lambda v: (isinstance(v, str), v))
     numeric = all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in distinct)
     if numeric and distinct:
@@ -86,6 +92,31 @@ def _positions(values: pd.Series) -> tuple[np.ndarray, list, bool]:
         log = bool(arr.min() > 0 and arr.max() / arr.min() >= LOG_SPAN)
         return arr, distinct, log
     return np.arange(len(distinct), dtype=float), distinct, False
+
+
+def bin_continuous(df: pd.DataFrame, keys: list[str], max_levels: int = MAX_LEVELS, bins: int = BINS
+                   ) -> tuple[pd.DataFrame, list[str]]:
+    """A random or Optuna search gives every trial its own value of a continuous key: one configuration per
+    trial says nothing about stability. Numeric keys with more than ``max_levels`` distinct values are cut
+    into ``bins`` equal-width bins (log-spaced when they span LOG_SPAN or more), as ordered categories."""
+    out = df.copy()
+    out.attrs = dict(df.attrs)
+    binned = []
+    for key in keys:
+        column = out[key]
+        if column.nunique() <= max_levels or not pd.api.types.is_numeric_dtype(column):
+            continue
+        values = column.astype(float)
+        lo, hi = values.min(), values.max()
+        log = bool(lo > 0 and hi / lo >= LOG_SPAN)
+        edges = np.geomspace(lo, hi, bins + 1) if log else np.linspace(lo, hi, bins + 1)
+        for digits in (3, 4, 6, 10):
+            labels = [f"{a:.{digits}g}-{b:.{digits}g}" for a, b in zip(edges[:-1], edges[1:])]
+            if len(set(labels)) == len(labels):
+                break
+        out[key] = pd.cut(values, edges, labels=labels, include_lowest=True)
+        binned.append(key)
+    return out, binned
 
 
 def stability_grid(df: pd.DataFrame, x: str, y: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -441,6 +472,7 @@ def write_report(
     if df.empty:
         raise LookupError(f"study {name!r} has no trials in its {run} run yet")
     by = default_by(df) if df.attrs.get("swept") else []
+    df, binned = bin_continuous(df, by)
     x, y = choose_axes(df, by, axes)
     prefix = _acc_prefix(df.columns)
     history = history_of(df, uri, [f"{prefix}/real", f"{prefix}/fake"])
@@ -491,6 +523,7 @@ def write_report(
 <h1>Study {html.escape(name)}</h1>
 <p>{html.escape(description)}</p>
 <p class="meta">{len(df)} trials ({html.escape(counts)}) &middot; swept: {html.escape(', '.join(by) or 'seeds only')}
+{f"&middot; binned into {BINS} ranges (a random or Optuna search): {html.escape(', '.join(binned))}" if binned else ''}
 &middot; parent run {html.escape(parent)} &middot; tracking store {html.escape(uri)}
 &middot; generated {time.strftime('%Y-%m-%d %H:%M')} by ganlab</p>
 <h2>At a glance</h2><ul class="glance">{glance}</ul>

@@ -3,11 +3,13 @@ headless Chromium with the network cut off (screenshot kept in test-artifacts/).
 
 import re
 import subprocess
+from pathlib import Path
 
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from conftest import ARTIFACTS, chromium, ganlab_cmd
 from ganlab import report
@@ -65,6 +67,31 @@ def test_at_a_glance_names_each_configuration_by_its_majority_verdict():
     assert "closest to 50%" in lines[-1] and lines[-1].index("lr=1, steps=1") < lines[-1].index("lr=4, steps=2")
 
 
+def test_continuous_keys_of_a_random_search_are_binned_in_order():
+    rng = np.random.default_rng(0)
+    searched = pd.DataFrame({"lr": np.exp(rng.uniform(np.log(0.25), np.log(8.0), 40)), "steps": rng.choice([1, 2], 40)})
+    binned, which = report.bin_continuous(searched, ["lr", "steps"])
+    assert which == ["lr"]  # two D-step values stay as they are
+    assert len(binned["lr"].cat.categories) == report.BINS and binned["lr"].notna().all()
+    lows = [float(c.split("-")[0]) for c in binned["lr"].cat.categories]
+    assert lows == sorted(lows) and lows[0] == pytest.approx(searched["lr"].min(), rel=1e-2)
+    ratios = np.array(lows[1:]) / np.array(lows[:-1])
+    assert ratios == pytest.approx(ratios[0], rel=0.02)  # 0.25..8 spans 32x: log-spaced bins
+    inside = [float(c.split("-")[0]) <= v * 1.001 for v, c in zip(searched["lr"], binned["lr"])]
+    assert all(inside)
+    _, positions = report._positions(binned["lr"])[:2]
+    assert positions == [c for c in binned["lr"].cat.categories if c in set(binned["lr"])]
+
+
+def test_a_study_without_swept_keys_still_draws():
+    alone = TRIALS.assign(run_id=TRIALS["run_id"])
+    alone.attrs = {"swept": []}
+    history = pd.DataFrame({"run_id": alone["run_id"], "step": 10, "metric": "acc/real", "value": 0.5})
+    assert len(report.verdict_counts(alone, []).axes[0].patches) == 4  # one bar per verdict present
+    assert report.accuracy_curves(alone, history, []).axes[0].get_title().startswith("all trials")
+    assert report.at_a_glance(alone, [])[0].startswith("<b>converged</b> in most seeds: all trials (4/8)")
+
+
 # --- a real study -------------------------------------------------------------------------------------
 
 
@@ -72,7 +99,7 @@ def test_at_a_glance_names_each_configuration_by_its_majority_verdict():
 def test_report_is_one_offline_html_file_that_renders(grid_study, tmp_path):
     workdir, _, uri = grid_study
     out = tmp_path / "out" / "report.html"
-    proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out)), cwd=workdir, capture_output=True,
+    proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out), "--attach"), cwd=workdir, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     html = out.read_text()
@@ -85,6 +112,8 @@ def test_report_is_one_offline_html_file_that_renders(grid_study, tmp_path):
     # the table's numbers are the study's
     df = load_study("grid", uri)
     assert f"{len(df)} trials" in html and all(run in html for run in df["trial"])
+    attached = MlflowClient(uri).download_artifacts(df["parent_run_id"][0], "report/report.html", str(tmp_path))
+    assert Path(attached).read_text() == html  # --attach: the same file on the study's parent run
 
     dom = chromium(tmp_path, "--dump-dom", out.as_uri(), offline=True).stdout
     assert 'data-rendered="6/6"' in dom, dom[-1500:]  # every figure decoded and laid out
