@@ -47,14 +47,22 @@ def _build() -> nn.Sequential:
     return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, FEATURES), nn.ReLU(), nn.Linear(FEATURES, 10))
 
 
+def heldout_split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, test) indices of the digits: the classifier's split, also the D-feature probe's."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        perm = torch.randperm(n)
+    n_test = int(HOLDOUT_FRACTION * n)
+    return perm[n_test:], perm[:n_test]
+
+
 def _train() -> DigitClassifier:
     digits = load_digits()
     x, y = digits.images.reshape(-1, 64), digits.labels
+    train, test = heldout_split(len(y))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        perm = torch.randperm(len(y))
-        n_test = int(HOLDOUT_FRACTION * len(y))
-        test, train = perm[:n_test], perm[n_test:]
+        torch.randperm(len(y))  # the draw heldout_split made: the cached classifier's weights stay the same
         net = _build()
         opt = torch.optim.Adam(net.parameters(), lr=3e-3, weight_decay=1e-4)
         for _ in range(EPOCHS):

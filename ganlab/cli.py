@@ -1,4 +1,4 @@
-"""``ganlab`` command line: run, confirm, validate, train, sync, ui, analyze, report.
+"""``ganlab`` command line: run, confirm, validate, train, sync, ui, analyze, report, sample.
 
 Input errors exit with code 2 and one paragraph naming the file and key, before Ray starts and before
 anything is written to MLflow.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import shlex
 import signal
@@ -678,6 +679,81 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_BEST = "window/eq/acc_gap"  # `ganlab sample STUDY`: the trial closest to the equilibrium late in training
+MAX_GRID_IMAGES = 256  # a PNG of image samples shows at most this many
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Samples from a trial's trained generator, as arrays (.npz) or a picture (.png)."""
+    import numpy as np
+
+    from ganlab.trials import RUN_ID, TrialNotFound, best_trial, load_trial
+
+    out = Path(args.output)
+    if out.suffix not in (".npz", ".png"):
+        return _fail(f"-o {out}: samples are written as .npz (arrays) or .png (a picture); pick one of those suffixes.")
+    if args.n < 1:
+        return _fail(f"-n {args.n}: ask for at least one sample.")
+    target = args.target
+    if target.endswith((".yaml", ".yml")):
+        try:
+            target = load_study(target).name
+        except ConfigError as e:
+            return _study_error(e)
+    uri = _tracking(args)
+    if uri is None:
+        return EXIT_BAD_INPUT
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        return _fail(f"No MLflow store at {uri[len('sqlite:///'):]}. Run `ganlab sample` where `ganlab run` ran, or pass "
+                     "--tracking-uri / set MLFLOW_TRACKING_URI.")
+    problem = _check_store(uri)
+    if problem:
+        return _fail(problem)
+    chosen = ""
+    try:
+        if RUN_ID.match(target) or "/" in target:
+            if args.trial or args.best:
+                return _fail(f"{target} names one trial already; --trial and --best pick a trial of a study name.")
+            spec = target
+        elif args.trial:
+            spec = f"{target}/{args.trial}"
+        else:
+            metric = args.best or DEFAULT_BEST
+            run_id, value, mode = best_trial(target, metric, args.mode, uri)
+            spec, chosen = run_id, f"best by {mode} {metric} = {value:.4g}"
+        trial = load_trial(spec, uri, device=args.device, weights=args.weights)
+    except (TrialNotFound, LookupError, KeyError) as e:
+        return _fail(f"{e.args[0]}. (key TARGET/--trial/--best/--weights)")
+    ema = trial.G_ema is not None and not args.no_ema
+    samples = trial.sample(args.n, seed=args.seed, ema=ema)
+    print(f"Trial '{trial.trial}' (run {trial.run_id}){': ' + chosen if chosen else ''}; {args.weights} weights at "
+          f"iteration {trial.iteration}" + (f" (best {trial.best['metric']} {trial.best['value']:.4g})" if trial.best else "")
+          + f"; {'EMA ' if ema else ''}generator, seed {args.seed}.")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    if out.suffix == ".npz":
+        np.savez(tmp, samples=samples.numpy(), run_id=np.str_(trial.run_id), trial=np.str_(trial.trial),
+                 seed=np.int64(args.seed), iteration=np.int64(trial.iteration), weights=np.str_(args.weights),
+                 generator=np.str_("G_ema" if ema else "G"))
+    else:
+        from ganlab import plots
+
+        title = f"{trial.trial}, iteration {trial.iteration}"
+        if samples.dim() == 4:
+            shown = samples[:MAX_GRID_IMAGES]
+            plots.image_grid(shown, tmp, nrow=math.ceil(len(shown) ** 0.5), title=title)
+        else:
+            means = None
+            if trial.config.data.name in ("ring8", "grid25"):
+                from ganlab.data import make_dataset
+
+                means = make_dataset(trial.config.data).means
+            plots.scatter(samples, tmp, means, title=title)
+    os.replace(tmp, out)
+    print(f"Wrote {len(samples)} samples of shape {tuple(samples.shape[1:])} to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganlab", description="GAN training-stability studies on Ray Tune and MLflow.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -746,6 +822,25 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--attach", action="store_true", help="also store the report on the study's parent run in "
                         "MLflow (artifact report/<name>.html; the MLflow UI displays it)")
     report.set_defaults(func=cmd_report)
+
+    sample = sub.add_parser("sample", help="draw samples from a trial's trained generator (.npz or .png)")
+    sample.add_argument("target", help="a study (name or file), a trial's run id, or STUDY/TRIAL")
+    pick = sample.add_mutually_exclusive_group()
+    pick.add_argument("--best", metavar="METRIC", help=f"a study's best finished trial by this diagnostic (default "
+                      f"{DEFAULT_BEST}: the mean equilibrium gap over the last 20%% of training)")
+    pick.add_argument("--trial", help="a study's trial: its run name, leading number (00003) or Ray trial id")
+    sample.add_argument("--mode", choices=["min", "max"], help="for --best (default: max for modes, HQ fraction, "
+                        "classifier and probe accuracy; min otherwise)")
+    sample.add_argument("-n", type=int, default=1000, help="samples to draw (default 1000)")
+    sample.add_argument("-o", "--output", default="samples.npz", help="out.npz (arrays) or out.png (scatter with the "
+                        "mode centres, or an image grid); default samples.npz")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the latents (default 0): same seed, same samples")
+    sample.add_argument("--weights", choices=["final", "best"], default="final",
+                        help="the final weights, or those of artifacts.save_best")
+    sample.add_argument("--no-ema", action="store_true", help="the raw generator even when the trial kept an EMA one")
+    sample.add_argument("--device", default="cpu", help="torch device to sample on (default cpu)")
+    sample.add_argument("--tracking-uri")
+    sample.set_defaults(func=cmd_sample)
 
     ui = sub.add_parser("ui", help="serve the MLflow UI for the study store")
     ui.add_argument("--tracking-uri")

@@ -300,6 +300,12 @@ class DiagnosticsConfig(_Strict):
     hq_sigmas: float = Field(
         3.0, gt=0, description="a sample is high quality within this many sigmas of its nearest mode (VEEGAN: 3)"
     )
+    d_probe: bool = Field(
+        False, description="digits only, at eval steps: held-out accuracy of a logistic regression on D's penultimate "
+        "features (eval/d_probe_acc), next to the same probe on D as initialised (eval/d_probe_acc_random)"
+    )
+    d_probe_c: float = Field(1.0, gt=0, description="inverse L2 strength of the probe's logistic regression (sklearn's C)")
+    d_probe_max_iter: int = Field(1000, gt=0, description="L-BFGS iterations of the probe's logistic regression")
 
 
 class VerdictConfig(_Strict):
@@ -368,6 +374,11 @@ class TrialConfig(_Strict):
             raise ValueError(
                 f"@train.eval_samples: {self.data.name} is scored by a Frechet distance over {features} features, "
                 f"which needs more than {features} samples (got {self.train.eval_samples})"
+            )
+        if self.diagnostics.d_probe and self.data.name != "digits":
+            raise ValueError(
+                f"@diagnostics.d_probe: the D-feature probe classifies digits by their labels; it needs data: "
+                f"{{name: digits}}, not '{self.data.name}'"
             )
         if self.model.name == "dcgan" and self.data.name not in IMAGE_DATA + ("npz",):
             raise ValueError(
@@ -575,6 +586,13 @@ class ConfirmConfig(_Strict):
     mode: Mode | None = None
 
 
+class BestWeightsConfig(_Strict):
+    """Which eval step's weights are a trial's best (kept in memory, checkpointed, stored once at the end)."""
+
+    metric: str = Field(description="a diagnostic logged at eval steps, e.g. eval/fd or eq/acc_gap")
+    mode: Literal["min", "max"]
+
+
 class ArtifactsConfig(_Strict):
     """What each trial stores beside its metrics, as artifacts of its MLflow run. Always stored: the
     resolved trial config, the full-resolution diagnostics (diagnostics.parquet) and curves.png."""
@@ -583,7 +601,13 @@ class ArtifactsConfig(_Strict):
         5, ge=0, description="sample plots per trial (a scatter with the mode centres, or an image grid) at eval "
         "steps spread evenly over training, the last one included; 0: none (each costs ~0.1 s)"
     )
-    save_models: bool = Field(False, description="store the final weights of G, D (and G's EMA) as model/final.pt")
+    save_models: bool = Field(
+        True, description="store the final weights of G, D (and G's EMA) as model/final.pt, with the outputs they "
+        "gave on a fixed batch (load_trial checks them); `ganlab sample` and ganlab.load_trial read it"
+    )
+    save_best: BestWeightsConfig | None = Field(
+        None, description="also keep the weights at the eval step where this metric was best, as model/best.pt"
+    )
 
 
 class StudyConfig(_Strict):

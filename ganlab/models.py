@@ -52,6 +52,11 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.flatten(1) if self.flatten else x).reshape(x.shape[0])
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate activations, (n, features): what D's last linear layer reads, and what a linear
+        probe of D's representation fits (the DCGAN paper's use of D as a feature extractor)."""
+        return self.net[:-1](x.flatten(1) if self.flatten else x).flatten(1)
+
 
 # --- MLP ---------------------------------------------------------------------------------------------
 
@@ -137,6 +142,9 @@ class DiracDiscriminator(Discriminator):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x).reshape(x.shape[0])
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0], -1)  # D is one linear map: its input is all it has
 
 
 # --- assembly --------------------------------------------------------------------------------------------

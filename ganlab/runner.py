@@ -65,6 +65,8 @@ def check_objectives(study: StudyConfig, source: str | Path) -> None:
         named.append(("scheduler.metric", study.scheduler.metric))  # type: ignore[union-attr]
     if study.confirm is not None and study.confirm.metric:
         named.append(("confirm.metric", study.confirm.metric))
+    if study.artifacts.save_best is not None:
+        named.append(("artifacts.save_best.metric", study.artifacts.save_best.metric))
     if not named:
         return
     known = metric_names(study.trial) | RESULT_KEYS

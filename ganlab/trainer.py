@@ -41,6 +41,8 @@ from ganlab.regularizers import clip_weights, instance_noise_sigma, wgan_gp_pena
 from ganlab.verdict import VerdictTracker
 
 CHECKPOINT_VERSION = 1
+MODELS_FORMAT = 1  # of export_models' dict (model/final.pt, model/best.pt)
+EXPORT_CHECK_BATCH = 16  # inputs whose outputs are stored with exported weights
 
 
 class CheckpointMismatch(ValueError):
@@ -106,10 +108,11 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(device or cfg.device)
         self.data = make_dataset(cfg.data)
-        init_seed, data_seed, z_seed, noise_seed, self._eval_seed = _stream_seeds(cfg.seed, 5)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(init_seed)
-            G, D = build_models(cfg.model, tuple(self.data.shape), cfg.regularizer.spectral_norm)
+        # spawn keys are positional: adding a sixth stream leaves the first five (and every old run) unchanged
+        init_seed, data_seed, z_seed, noise_seed, self._eval_seed, self._export_seed = _stream_seeds(cfg.seed, 6)
+        G, D = self.initial_models(init_seed)
+        self._init_seed = init_seed
+        self._probe_baseline: float | None = None  # the probe on D as initialised: computed once, when first asked
         self.G, self.D = G.to(self.device), D.to(self.device)
         self._d_params = list(self.D.parameters())  # walked twice per iteration: list it once
         self._zero = torch.zeros((), device=self.device)
@@ -138,6 +141,12 @@ class Trainer:
         self.iteration = 0
         self.g_steps = 0
         self.d_steps = 0
+
+    def initial_models(self, init_seed: int):
+        """G and D exactly as this trial initialised them (the models' init draws only from the seeded global RNG)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(init_seed)
+            return build_models(self.cfg.model, tuple(self.data.shape), self.cfg.regularizer.spectral_norm)
 
     # --- inputs --------------------------------------------------------------------------------
 
@@ -321,6 +330,8 @@ class Trainer:
             stats = digit_metrics(self.generate(n), self.data.sample(n, rng), digit_classifier(),
                                   stacked=self.cfg.data.name == "stacked_digits")
             out.update({f"eval/{k}": v for k, v in stats.items()})
+        if self.cfg.diagnostics.d_probe:
+            out.update(self._probe_metrics())
         if self.cfg.diagnostics.jacobian:
             out.update(self._jacobian_metrics())
         if self.cfg.diagnostics.duality_gap:
@@ -334,6 +345,16 @@ class Trainer:
             out.update({"eval/dirac_theta": theta, "eval/dirac_psi": psi,
                         "eval/dirac_distance": (theta**2 + psi**2) ** 0.5})
         return out
+
+    def _probe_metrics(self) -> dict[str, float]:
+        from ganlab.probe import d_feature_probe
+
+        d = self.cfg.diagnostics
+        if self._probe_baseline is None:  # deterministic: a resumed trial recomputes the same value
+            _, D0 = self.initial_models(self._init_seed)
+            self._probe_baseline = d_feature_probe(D0.to(self.device), d.d_probe_c, d.d_probe_max_iter)
+        return {"eval/d_probe_acc": d_feature_probe(self.D, d.d_probe_c, d.d_probe_max_iter),
+                "eval/d_probe_acc_random": self._probe_baseline}
 
     def _jacobian_metrics(self) -> dict[str, float]:
         """Spectrum of the game's Jacobian on a fixed eval batch. Forward passes in training mode move
@@ -372,6 +393,36 @@ class Trainer:
                 yield StepReport(step, metrics, eval_now or stop, verdict, reason, stop)
                 if stop:
                     return
+
+    # --- the trained models, for use after the study --------------------------------------------
+
+    @torch.no_grad()
+    def export_models(self) -> dict[str, Any]:
+        """G, D (and EMA G) weights on CPU with what load_trial needs to rebuild them without the data, and the
+        outputs they give in evaluation mode on a fixed batch, so a loader can prove it rebuilt the same
+        functions bit for bit. Loads with ``torch.load(weights_only=True)``: tensors and plain types only."""
+        rng = torch.Generator().manual_seed(self._export_seed)
+        z = torch.randn(EXPORT_CHECK_BATCH, self.G.latent_dim, generator=rng)
+        x = self.data.sample(EXPORT_CHECK_BATCH, rng)
+        models = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
+        outputs: dict[str, torch.Tensor] = {}
+        for name, model in models.items():
+            if model is None:
+                continue
+            was_training = model.training
+            model.eval()
+            outputs[name] = model((x if name == "D" else z).to(self.device)).cpu()
+            model.train(was_training)
+        return {
+            "format": MODELS_FORMAT,
+            "config": self.cfg.model_dump(mode="json"),
+            "data_shape": list(self.data.shape),
+            "iteration": self.iteration,
+            "device": self.device.type,
+            **{name: None if m is None else {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+               for name, m in models.items()},
+            "check": {"z": z, "x": x, "outputs": outputs},
+        }
 
     # --- checkpoints ---------------------------------------------------------------------------
 

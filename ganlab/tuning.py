@@ -48,6 +48,7 @@ from ganlab.trainer import Trainer, resolve_device
 
 CHECKPOINT_FILE = "trainer.pt"
 META_FILE = "trial.json"
+BEST_FILE = "best.pt"  # artifacts.save_best's models, beside the trainer checkpoint
 PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
 
 
@@ -227,6 +228,7 @@ class GanTrainable(tune.Trainable):
         self.logger: TrialLogger | None = None
         self.latest: dict[str, float] = {}
         self.completed = False
+        self.best: dict[str, Any] | None = None  # artifacts.save_best: the best eval step's exported models
 
     # --- MLflow ---
 
@@ -272,6 +274,8 @@ class GanTrainable(tune.Trainable):
             to_mlflow = last.evaluated or last.step % every == 0 or last.step == t.steps
             logger.log_metrics(last.step, last.metrics, to_mlflow)
             self.latest.update(last.metrics)
+            if last.evaluated:
+                self._keep_if_best(last)
         elapsed = time.perf_counter() - started
         self.compute_s += elapsed
         logger.log_metrics(self.trainer.iteration, self._cost(elapsed, start_iteration, start_samples))
@@ -344,19 +348,34 @@ class GanTrainable(tune.Trainable):
             return False
         return step == t.steps or (step * n) // t.steps > (max(0, step - t.eval_every) * n) // t.steps
 
+    def _keep_if_best(self, report) -> None:
+        wanted = self.context.study.artifacts.save_best
+        if wanted is None:
+            return
+        value = report.metrics.get(wanted.metric)
+        if value is None or not math.isfinite(value):
+            return
+        if self.best is None or (value < self.best["value"] if wanted.mode == "min" else value > self.best["value"]):
+            self.best = {"value": float(value), "iteration": report.step, "models": self.trainer.export_models()}
+
     def _final_artifacts(self, logger: TrialLogger) -> None:
-        """The full-resolution history as one Parquet file, its curves, and (opt-in) the final weights."""
+        """The full-resolution history as one Parquet file, its curves, and the final (and best) weights."""
         history = logger.merge_history()  # None while the server is down: `ganlab sync` merges it later
+        artifacts = self.context.study.artifacts
         with tempfile.TemporaryDirectory() as tmp:
             if history is not None:
                 logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
                                                  [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
-            if self.context.study.artifacts.save_models:
-                weights = {"G": self.trainer.G.state_dict(), "D": self.trainer.D.state_dict(),
-                           "G_ema": self.trainer.G_ema.state_dict() if self.trainer.G_ema is not None else None,
-                           "config": self.cfg.model_dump(mode="json"), "iteration": self.trainer.iteration}
-                torch.save(weights, Path(tmp) / "final.pt")
+            if artifacts.save_models:
+                torch.save(self.trainer.export_models(), Path(tmp) / "final.pt")
                 logger.log_artifact(Path(tmp) / "final.pt", "model")
+            if self.best is not None:
+                best = {**self.best["models"], "best": {"metric": artifacts.save_best.metric, "mode": artifacts.save_best.mode,
+                                                        "value": self.best["value"], "iteration": self.best["iteration"]}}
+                torch.save(best, Path(tmp) / "best.pt")
+                logger.log_artifact(Path(tmp) / "best.pt", "model")
+                logger.set_tags({"ganlab.best": f"{artifacts.save_best.metric} {self.best['value']:.6g} "
+                                                f"at iteration {self.best['iteration']}"})
 
     def _flush(self) -> None:
         """Metrics and the latest verdict tags in one request; never behind the last checkpoint."""
@@ -371,6 +390,8 @@ class GanTrainable(tune.Trainable):
         # skips exactly the steps already stored, so none is lost or stored twice.
         self._flush()
         self.trainer.save(Path(checkpoint_dir) / CHECKPOINT_FILE)
+        if self.best is not None:  # a restarted trial must not forget its best step
+            torch.save(self.best, Path(checkpoint_dir) / BEST_FILE)
         self.last_checkpoint = time.perf_counter()
         self.io_s += self.last_checkpoint - started
         meta = {"trial_id": self.trial_id, "overrides": self.overrides, "latest": self.latest,
@@ -381,6 +402,9 @@ class GanTrainable(tune.Trainable):
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
         state = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
+        best = Path(checkpoint_dir) / BEST_FILE
+        # a PBT clone inherits its source's best: the weights it continues from descend from them
+        self.best = torch.load(best, weights_only=True) if best.is_file() else None
         logger = self._open_logger()
         if meta["trial_id"] == self.trial_id:  # this trial's own checkpoint: resume, or retry after a crash
             self.trainer.load_state_dict(state)

@@ -240,3 +240,17 @@ def test_pbt_study_carries_mutated_keys(tmp_path):
     # every member starts with an explicit value of each mutated key (PBT perturbs what is in the config)
     assert study.points() == [{"optim.lr_ratio": 1, "schedule.d_steps": 1}, {"optim.lr_ratio": 4, "schedule.d_steps": 1}]
     assert study.scheduler_objective() == ("eq/acc_gap", "min")
+
+
+def test_d_probe_needs_digits(tmp_path):
+    err = error_of(write(tmp_path, BASE + "  diagnostics: {d_probe: true}\n"))
+    assert err.key == "trial.diagnostics.d_probe" and "digits" in err.message
+
+
+def test_best_weights_metric_must_be_logged(tmp_path):
+    from ganlab.runner import check_objectives
+
+    path = write(tmp_path, BASE + "artifacts: {save_best: {metric: eval/fid, mode: min}}\n")
+    with pytest.raises(ConfigError) as info:
+        check_objectives(load_study(path), path)
+    assert info.value.key == "artifacts.save_best.metric" and "eval/sliced_w" in info.value.message

@@ -150,3 +150,18 @@ def test_spectral_norm_dirac_and_bad_value():
     assert D.psi.abs().item() == pytest.approx(1.0) and G.theta.item() == 1.0
     with pytest.raises(ValueError, match="spectral_norm"):
         build_models(MlpConfig(), (2,), spectral_norm="D")
+
+
+@pytest.mark.parametrize("cfg, shape, width", [
+    (MlpConfig(width=32, depth=2), (2,), 32),
+    (DcganConfig(latent_dim=8, channels=8), (1, 8, 8), 16 * 16),  # one stride-2 block: 16 channels of 4x4
+    (DiracModelConfig(), (1,), 1),
+])
+def test_d_features_are_what_its_last_layer_reads(cfg, shape, width):
+    torch.manual_seed(0)
+    _, D = build_models(cfg, shape)
+    x = torch.randn(5, *shape)
+    features = D.features(x)
+    assert features.shape == (5, width)
+    last = D.net[-1] if hasattr(D, "net") else D.linear
+    assert torch.allclose(last(features).reshape(5), D(x))  # penultimate: one linear map from D's output

@@ -10,10 +10,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+import ganlab
 from ganlab.analysis import load_study
 from conftest import free_port
 
@@ -88,6 +90,15 @@ def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path
         history = pd.read_parquet(client.download_artifacts(run_id, "diagnostics.parquet", str(tmp_path)))
         assert len(history) == STEPS // LOG_EVERY
     assert any((root / "artifacts").rglob("diagnostics.parquet"))  # stored by the server, not the client
+    # a fresh machine that reaches only the server: the weights come through it, verified, and sample
+    fresh = tmp_path / "elsewhere"
+    fresh.mkdir()
+    proc = subprocess.run([str(BIN / "ganlab"), "sample", "served", "--trial", "00001", "-n", "100", "-o", "s.npz",
+                           "--tracking-uri", url], cwd=fresh, capture_output=True, text=True, timeout=300, env=env())
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(fresh / "s.npz")["samples"].shape == (100, 2) and sorted(p.name for p in fresh.iterdir()) == ["s.npz"]
+    trial = ganlab.load_trial(str(np.load(fresh / "s.npz")["run_id"]), url)
+    assert trial.iteration == STEPS and trial.config.model.width == 16
 
 
 def test_an_unreachable_server_is_a_clear_error_before_anything_runs(tmp_path):
