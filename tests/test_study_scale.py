@@ -19,6 +19,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import compare, load_study
@@ -42,6 +43,7 @@ LONG = textwrap.dedent(
     seeds: [0, 1]
     resources: {{cpu: 1}}
     max_concurrent: 2
+    artifacts: {{save_best: {{metric: eq/acc_gap, mode: min}}}}
     """
 )
 
@@ -80,11 +82,26 @@ def snapshot(workdir: Path, name: str) -> dict:
         finals = {k: _clean(v) for k, v in r.data.metrics.items() if not k.startswith("cost/")}
         with tempfile.TemporaryDirectory() as tmp:  # the Parquet history survives restarts as well
             parquet = pd.read_parquet(client.download_artifacts(r.info.run_id, "diagnostics.parquet", tmp))
+            weights = {name: _digest(torch.load(client.download_artifacts(r.info.run_id, f"model/{name}.pt", tmp),
+                                                weights_only=True)) for name in ("final", "best")}
         parquet = parquet[[c for c in parquet.columns if not c.startswith("cost/")]]
         histories["parquet"] = [{k: _clean(v) for k, v in row.items()} for row in parquet.to_dict("records")]
-        out[key] = {"status": r.info.status, "verdict": r.data.tags.get("ganlab.verdict"),
+        out[key] = {"weights": weights, "best": r.data.tags.get("ganlab.best"),  # best step survives restarts
+                    "status": r.info.status, "verdict": r.data.tags.get("ganlab.verdict"),
                     "trial_status": r.data.tags.get("ganlab.status"), "final": finals, "histories": histories}
     return out
+
+
+def _digest(state) -> str:
+    """Every tensor of a saved models file, bit for bit."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("G", "D"):
+        for key, tensor in sorted(state[name].items()):
+            h.update(key.encode() + tensor.numpy().tobytes())
+    h.update(str(state.get("best")).encode())
+    return h.hexdigest()
 
 
 @pytest.fixture(scope="module")
