@@ -28,7 +28,15 @@ def d_features(D: Discriminator, images: torch.Tensor) -> torch.Tensor:
         D.train(was_training)
 
 
-def d_feature_probe(D: Discriminator, c: float = PROBE_C, max_iter: int = PROBE_MAX_ITER) -> float:
+def labelled_subset(train: torch.Tensor, labels: torch.Tensor, per_class: int) -> torch.Tensor:
+    """The first ``per_class`` training digits of each class, in the split's (seeded) order; 0: all of them."""
+    if per_class <= 0:
+        return train
+    keep = torch.cat([train[labels[train] == k][:per_class] for k in labels.unique()])
+    return keep.sort().values
+
+
+def d_feature_probe(D: Discriminator, c: float = PROBE_C, max_iter: int = PROBE_MAX_ITER, per_class: int = 0) -> float:
     """Held-out accuracy of a logistic regression (standardised features, L2, L-BFGS) fitted on D's features
     of the training digits, scored on the held-out digits (the split of the FD classifier, 20 %). D never saw
     labels; it did see the held-out images unlabelled during training, as in the DCGAN protocol. Deterministic:
@@ -39,6 +47,7 @@ def d_feature_probe(D: Discriminator, c: float = PROBE_C, max_iter: int = PROBE_
 
     digits = load_digits()
     train, test = heldout_split(len(digits.labels))
+    train = labelled_subset(train, digits.labels, per_class)
     features = d_features(D, digits.images).double().numpy()
     labels = digits.labels.numpy()
     scaler = StandardScaler().fit(features[train])

@@ -352,8 +352,9 @@ class Trainer:
         d = self.cfg.diagnostics
         if self._probe_baseline is None:  # deterministic: a resumed trial recomputes the same value
             _, D0 = self.initial_models(self._init_seed)
-            self._probe_baseline = d_feature_probe(D0.to(self.device), d.d_probe_c, d.d_probe_max_iter)
-        return {"eval/d_probe_acc": d_feature_probe(self.D, d.d_probe_c, d.d_probe_max_iter),
+            self._probe_baseline = d_feature_probe(D0.to(self.device), d.d_probe_c, d.d_probe_max_iter,
+                                                   d.d_probe_per_class)
+        return {"eval/d_probe_acc": d_feature_probe(self.D, d.d_probe_c, d.d_probe_max_iter, d.d_probe_per_class),
                 "eval/d_probe_acc_random": self._probe_baseline}
 
     def _jacobian_metrics(self) -> dict[str, float]:

@@ -30,3 +30,14 @@ def test_constant_features_score_the_majority_class_of_the_training_split():
     train, test = heldout_split(len(labels))
     majority = torch.bincount(labels[train]).argmax()
     assert d_feature_probe(D) == (labels[test] == majority).double().mean().item()
+
+
+def test_labelled_subset_keeps_the_first_k_of_each_class():
+    from ganlab.probe import labelled_subset
+
+    labels = load_digits().labels
+    train, test = heldout_split(len(labels))
+    subset = labelled_subset(train, labels, 5)
+    assert torch.bincount(labels[subset]).tolist() == [5] * 10
+    assert set(subset.tolist()) <= set(train.tolist()) and not set(subset.tolist()) & set(test.tolist())
+    assert torch.equal(labelled_subset(train, labels, 0), train)
