@@ -474,6 +474,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     import yaml
     from tqdm import tqdm
 
+    import torch
+
     from ganlab import plots
     from ganlab.trainer import CheckpointMismatch, Trainer
 
@@ -557,6 +559,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     bar.close()
     save_metrics()
     trainer.save(checkpoint)
+    (out / "model").mkdir(exist_ok=True)
+    torch.save(trainer.export_models(), out / "model" / "final.pt")  # what load_trial and `ganlab sample` read
     plots.curves(rows, out / "curves.png", [c.format(acc=acc) for c in plots.CURVES])
     elapsed = time.perf_counter() - t0
     if stop_requested:
@@ -581,7 +585,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if last is not None:
         print(f"Verdict: {last.verdict}" + (f" ({last.reason})" if last.reason else ""))
     print(f"Output: {out}  (config.yaml, metrics.csv with all {len(latest)} metrics, samples/, curves.png, "
-          "checkpoint.pt)")
+          f"checkpoint.pt, model/final.pt: `ganlab sample {out}`)")
     return 0
 
 
@@ -700,18 +704,21 @@ def cmd_sample(args: argparse.Namespace) -> int:
             target = load_study(target).name
         except ConfigError as e:
             return _study_error(e)
+    local = Path(target).is_dir()  # a `ganlab train` folder: no store involved
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+    if local:
+        pass
+    elif uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
         return _fail(f"No MLflow store at {uri[len('sqlite:///'):]}. Run `ganlab sample` where `ganlab run` ran, or pass "
                      "--tracking-uri / set MLFLOW_TRACKING_URI.")
-    problem = _check_store(uri)
+    problem = None if local else _check_store(uri)
     if problem:
         return _fail(problem)
     chosen = ""
     try:
-        if RUN_ID.match(target) or "/" in target:
+        if local or RUN_ID.match(target) or "/" in target:
             if args.trial or args.best:
                 return _fail(f"{target} names one trial already; --trial and --best pick a trial of a study name.")
             spec = target
@@ -824,7 +831,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     sample = sub.add_parser("sample", help="draw samples from a trial's trained generator (.npz or .png)")
-    sample.add_argument("target", help="a study (name or file), a trial's run id, or STUDY/TRIAL")
+    sample.add_argument("target", help="a study (name or file), a trial's run id, STUDY/TRIAL, or a `ganlab train` "
+                        "output folder")
     pick = sample.add_mutually_exclusive_group()
     pick.add_argument("--best", metavar="METRIC", help=f"a study's best finished trial by this diagnostic (default "
                       f"{DEFAULT_BEST}: the mean equilibrium gap over the last 20%% of training)")

@@ -11,6 +11,7 @@ import math
 import re
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -32,7 +33,7 @@ class TrialNotFound(LookupError):
 
 @dataclass
 class TrialModels:
-    run_id: str
+    run_id: str  # "" for a `ganlab train` folder
     trial: str
     config: TrialConfig
     G: Generator
@@ -115,23 +116,31 @@ def load_trial(
 ) -> TrialModels:
     """The trial's config and its G, D (and EMA G) as ready modules in evaluation mode on ``device``.
 
-    ``run_id_or_trial``: a trial's MLflow run id or ``STUDY/TRIAL``. The weights file is loaded with
+    ``run_id_or_trial``: a trial's MLflow run id, ``STUDY/TRIAL``, or a ``ganlab train`` output folder. The weights file is loaded with
     ``torch.load(weights_only=True)`` (no code from the file runs). With ``verify``, the rebuilt modules must
     reproduce the outputs recorded when the weights were saved: bit for bit on the device type they were
     saved from, to float tolerance on another.
     """
-    run = find_run(run_id_or_trial, tracking_uri)
-    client = _client(tracking_uri)
     device = torch.device(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(run.info.run_id, WEIGHTS[weights], tmp)
-        except Exception as e:  # noqa: BLE001
-            hint = ("run the study with `artifacts: {save_best: {metric: ..., mode: ...}}`" if weights == "best" else
-                    "it ran with `artifacts: {save_models: false}` or ended before its last step")
-            raise TrialNotFound(f"trial {run.info.run_name!r} (run {run.info.run_id}) stored no {WEIGHTS[weights]}: "
-                                f"{hint}") from e
+    folder = Path(run_id_or_trial)
+    if folder.is_dir():  # a `ganlab train` output folder
+        path = folder / WEIGHTS[weights]
+        if not path.is_file():
+            raise TrialNotFound(f"{folder} holds no {WEIGHTS[weights]} (a `ganlab train` run writes model/final.pt "
+                                "when it completes)")
         state = torch.load(path, map_location="cpu", weights_only=True)
+        run_id, name = "", folder.name
+    else:
+        run = find_run(run_id_or_trial, tracking_uri)
+        run_id, name = run.info.run_id, run.info.run_name
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = _client(tracking_uri).download_artifacts(run_id, WEIGHTS[weights], tmp)
+            except Exception as e:  # noqa: BLE001
+                hint = ("run the study with `artifacts: {save_best: {metric: ..., mode: ...}}`" if weights == "best"
+                        else "it ran with `artifacts: {save_models: false}` or ended before its last step")
+                raise TrialNotFound(f"trial {name!r} (run {run_id}) stored no {WEIGHTS[weights]}: {hint}") from e
+            state = torch.load(path, map_location="cpu", weights_only=True)
     cfg = TrialConfig.model_validate(state["config"])
     with torch.random.fork_rng(devices=[]):  # building draws initial weights; the caller's RNG stays as it was
         G, D = build_models(cfg.model, tuple(state["data_shape"]), cfg.regularizer.spectral_norm)
@@ -144,8 +153,7 @@ def load_trial(
             model.to(device).eval().requires_grad_(False)
     if verify:
         _verify(models, state, device)
-    return TrialModels(run.info.run_id, run.info.run_name, cfg, G, D, G_ema, int(state["iteration"]), weights,
-                       state.get("best"), device)
+    return TrialModels(run_id, name, cfg, G, D, G_ema, int(state["iteration"]), weights, state.get("best"), device)
 
 
 @torch.no_grad()

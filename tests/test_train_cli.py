@@ -73,7 +73,7 @@ def test_ring8_run_writes_config_metrics_samples_curves_checkpoint(tiny):
     proc = ok(train(tiny, "tiny.yaml"))
     out = tiny / "runs" / "tiny"  # the default: runs/<config file stem>
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml", "curves.png", "metrics.csv",
-                                                     "samples"]
+                                                     "model", "samples"]
     # config.yaml is the resolved trial config: every default filled in, and it parses back to the same trial.
     written = yaml.safe_load((out / "config.yaml").read_text())
     assert set(written) >= {"seed", "data", "model", "loss", "optim", "schedule", "train", "diagnostics"}
@@ -242,6 +242,23 @@ def test_ctrl_c_checkpoints_at_the_next_logged_step_and_resumes_exactly(tiny):
 
 
 # --- other data, and study files ----------------------------------------------------------------------
+
+
+def test_a_finished_run_is_sampled_and_loaded_like_a_study_trial(tiny):
+    """model/final.pt of a `ganlab train` folder: `ganlab sample FOLDER` and load_trial(FOLDER), no MLflow."""
+    import numpy as np
+
+    import ganlab
+
+    ok(train(tiny, "tiny.yaml"))
+    out = tiny / "runs" / "tiny"
+    proc = subprocess.run([sys.executable, "-m", "ganlab.cli", "sample", str(out), "-n", "500", "-o", "s.npz",
+                           "--seed", "7"], cwd=tiny, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    trial = ganlab.load_trial(str(out))  # verified against the outputs recorded at the end of training
+    assert trial.iteration == 40 and trial.config.seed == 3
+    assert np.array_equal(np.load(tiny / "s.npz")["samples"], trial.sample(500, seed=7).numpy())
+    assert not (tiny / "mlflow.db").exists()
 
 
 def test_digits_dcgan_run_draws_image_grids(tmp_path):
