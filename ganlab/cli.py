@@ -698,6 +698,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return _fail(f"-o {out}: samples are written as .npz (arrays) or .png (a picture); pick one of those suffixes.")
     if args.n < 1:
         return _fail(f"-n {args.n}: ask for at least one sample.")
+    import torch
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        return _fail(f"--device {args.device}: no CUDA device is visible here; sample on --device cpu.")
     target = args.target
     if target.endswith((".yaml", ".yml")):
         try:
@@ -731,6 +735,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
         trial = load_trial(spec, uri, device=args.device, weights=args.weights)
     except (TrialNotFound, LookupError, KeyError) as e:
         return _fail(f"{e.args[0]}. (key TARGET/--trial/--best/--weights)")
+    except RuntimeError as e:  # the weights do not reproduce their recorded outputs
+        print(f"ganlab: {e}", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
     ema = trial.G_ema is not None and not args.no_ema
     samples = trial.sample(args.n, seed=args.seed, ema=ema)
     print(f"Trial '{trial.trial}' (run {trial.run_id}){': ' + chosen if chosen else ''}; {args.weights} weights at "

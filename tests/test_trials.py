@@ -102,6 +102,8 @@ def test_sample_writes_n_samples_reproducibly(digits, tmp_path):
     (["digits_tiny", "--trial", "00007"], "no trial '00007'"),
     (["digits_tiny", "--best", "eval/nope"], "no metric 'eval/nope'"),
     (["nope"], "no study named 'nope'"),
+    pytest.param(["digits_tiny", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_sample_input_errors_exit_2(digits, args, says):
     workdir, _, _ = digits
