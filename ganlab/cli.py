@@ -591,8 +591,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _read_store(args: argparse.Namespace) -> tuple[str, str] | int:
     """The study name (a name, or a study file's) and a store that exists: reading never creates one."""
-    from urllib.parse import urlparse
-
     name = args.study
     if name.endswith((".yaml", ".yml")):
         try:
@@ -602,13 +600,20 @@ def _read_store(args: argparse.Namespace) -> tuple[str, str] | int:
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
+    problem = _unreadable_store(uri)
+    return _fail(problem) if problem else (name, uri)
+
+
+def _unreadable_store(uri: str) -> str | None:
+    """Why a store cannot be read, or None. A missing SQLite file is an error: reading never creates a store."""
+    from urllib.parse import urlparse
+
     if uri.startswith("sqlite:"):
         path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else Path(urlparse(uri).path)
         if not path.is_file():
-            return _fail(f"No MLflow store at {path} (tracking URI {uri}). Run `ganlab report`/`analyze` in the folder "
-                         "where `ganlab run` ran, or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
-    problem = _check_store(uri)
-    return _fail(problem) if problem else (name, uri)
+            return (f"No MLflow store at {path} (tracking URI {uri}). Run this in the folder where `ganlab run` ran, "
+                    "or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
+    return _check_store(uri)
 
 
 def _keys(text: str | None) -> list[str] | None:
@@ -712,12 +717,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
-    if local:
-        pass
-    elif uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        return _fail(f"No MLflow store at {uri[len('sqlite:///'):]}. Run `ganlab sample` where `ganlab run` ran, or pass "
-                     "--tracking-uri / set MLFLOW_TRACKING_URI.")
-    problem = None if local else _check_store(uri)
+    problem = None if local else _unreadable_store(uri)
     if problem:
         return _fail(problem)
     chosen = ""
