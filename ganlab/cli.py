@@ -591,17 +591,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _read_store(args: argparse.Namespace) -> tuple[str, str] | int:
     """The study name (a name, or a study file's) and a store that exists: reading never creates one."""
-    name = args.study
-    if name.endswith((".yaml", ".yml")):
-        try:
-            name = load_study(name).name
-        except ConfigError as e:
-            return _study_error(e)
+    name = _study_name(args.study)
+    if isinstance(name, int):
+        return name
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
     problem = _unreadable_store(uri)
     return _fail(problem) if problem else (name, uri)
+
+
+def _study_name(text: str) -> str | int:
+    """A study given by name, or by its file (whose errors are the usual one paragraph, exit 2)."""
+    if not text.endswith((".yaml", ".yml")):
+        return text
+    try:
+        return load_study(text).name
+    except ConfigError as e:
+        return _study_error(e)
 
 
 def _unreadable_store(uri: str) -> str | None:
@@ -707,12 +714,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return _fail(f"--device {args.device}: no CUDA device is visible here; sample on --device cpu.")
-    target = args.target
-    if target.endswith((".yaml", ".yml")):
-        try:
-            target = load_study(target).name
-        except ConfigError as e:
-            return _study_error(e)
+    target = _study_name(args.target)
+    if isinstance(target, int):
+        return target
     local = Path(target).is_dir()  # a `ganlab train` folder: no store involved
     uri = _tracking(args)
     if uri is None:
