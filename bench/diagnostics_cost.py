@@ -17,7 +17,7 @@ import time
 import torch
 
 from ganlab.config import parse_trial
-from ganlab.trainer import Trainer
+from ganlab.train.trainer import Trainer
 from train_step import WORKLOADS  # one definition of the benchmarked workloads (bench/ is on sys.path)
 
 def trainer(overrides: dict, per_step: bool) -> Trainer:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from ganlab.tracking import TrialLogger, start_study_run
+from ganlab.track import TrialLogger, start_study_run
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from ganlab import plots
+from ganlab.diagnose import plots
 from ganlab.config import StudyConfig, apply_overrides, load_study
-from ganlab.tracking import TrialLogger, start_study_run
-from ganlab.trainer import Trainer
+from ganlab.track import TrialLogger, start_study_run
+from ganlab.train.trainer import Trainer
 
 TARGET = 0.03
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "lr_ratio.yaml"

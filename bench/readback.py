@@ -24,7 +24,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import load_history, load_study
-from ganlab.tracking import TAG_SWEPT, TrialLogger, start_study_run
+from ganlab.track import TAG_SWEPT, TrialLogger, start_study_run
 
 LOG_EVERY, MLFLOW_EVERY_LOGS = 10, 5
 

@@ -7,7 +7,7 @@ side by side in one invocation, on a fresh local Ray with ``--cores`` CPUs:
 
 * ``plain Tune``: a function trainable, the textbook way: every trial is a new worker process that
   imports torch, builds its Trainer, trains, ``tune.report``s at eval steps; no MLflow.
-* ``ganlab``: ``ganlab.tuning.run_study`` as ``ganlab run`` uses it: the class trainable in warm, reused
+* ``ganlab``: ``ganlab.study.tuner.run_study`` as ``ganlab run`` uses it: the class trainable in warm, reused
   workers (``reuse_actors``), a checkpoint at every eval step and every diagnostic sent to MLflow (a
   fresh SQLite store).
 
@@ -28,7 +28,7 @@ import ray
 from ray import tune
 
 from ganlab.config import StudyConfig, TrialConfig, apply_overrides
-from ganlab.trainer import Trainer
+from ganlab.train.trainer import Trainer
 
 TARGET = 0.85  # at 12 s trials on 2 cores (issue 5)
 TRIAL = {
@@ -80,8 +80,8 @@ def run_plain(trials: int, steps: int, cores: int, storage: str) -> tuple[float,
 
 
 def run_ganlab(trials: int, steps: int, cores: int, storage: str) -> tuple[float, float]:
-    from ganlab.tracking import start_study_run
-    from ganlab.tuning import run_study
+    from ganlab.track import start_study_run
+    from ganlab.study.tuner import run_study
 
     study = StudyConfig.model_validate({
         "name": "efficiency", "trial": apply_overrides(TRIAL, {"train.steps": steps}).model_dump(mode="json"),

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.config import TrialConfig, parse_trial
-from ganlab.trainer import Trainer
+from ganlab.train.trainer import Trainer
 
 TARGET = 1.10  # ganlab / plain, per step
 NEVER = 10**9  # train.steps and eval_every beyond any timed step: no evaluation, no "last step" report

@@ -1,0 +1,89 @@
+"""``ganlab ui`` (the MLflow UI on the study store) and ``ganlab sync`` (logging kept on disk while a tracking
+server was unreachable)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ganlab.cli.common import _fail
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Send what trials kept on disk while the tracking server was unreachable."""
+    from ganlab.track.spool import sync_folder
+
+    storage = Path(args.storage)
+    if not storage.is_dir():
+        return _fail(f"No study folder {storage}; pass --storage DIR (the --storage of `ganlab run`).")
+    pending = sorted(storage.rglob("spool/*.jsonl"))
+    if not pending:
+        print(f"Nothing to send: no spooled logging under {storage}.")
+        return 0
+    print(f"Sending spooled logging of {len(pending)} run(s) under {storage} ...", flush=True)
+    done, left = sync_folder(storage)
+    print(f"{done} run(s) sent completely" + (f", {left} still pending (server unreachable?)" if left else "") + ".")
+    return 1 if left else 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from ganlab.track.store import resolve_tracking_uri
+
+    try:
+        uri = resolve_tracking_uri(args.tracking_uri)
+    except ValueError as e:
+        return _fail(f"Invalid --tracking-uri: {e}.")
+    if uri.startswith("http"):
+        print(f"The study store is a tracking server; its UI is at {uri}")
+        return 0
+    db = Path(uri[len("sqlite:///"):])
+    if not db.exists():
+        return _fail(f"No MLflow store at {db}. Run a study first (ganlab run STUDY.yaml) or pass --tracking-uri.")
+    try:
+        loopback = ipaddress.ip_address(args.host).is_loopback
+    except ValueError:
+        loopback = args.host == "localhost"
+    if not loopback:
+        print(f"ganlab: WARNING: binding {args.host}: the MLflow UI has no authentication; anyone who can reach "
+              "this port can read and delete runs.", file=sys.stderr)
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
+           "--host", args.host, "--port", str(args.port), "--workers", "1"]
+    return _serve(cmd)
+
+
+def _serve(cmd: list[str]) -> int:
+    """Run a server in its own process group and take the whole group down with us.
+
+    ``mlflow server`` starts uvicorn and job-runner processes that outlive a plain SIGTERM to it.
+    """
+    proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                proc.wait(timeout=grace)
+                time.sleep(0.5)  # let the group's other members exit too
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything the group leader left behind
+        except ProcessLookupError:
+            pass

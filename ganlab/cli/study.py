@@ -1,0 +1,237 @@
+"""``ganlab validate``, ``ganlab run`` and ``ganlab confirm``: a study's plan, its phases on Ray Tune, and the
+summary of what ran."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from ganlab.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_TRIALS_FAILED,
+    _check_store,
+    _fail,
+    _load_checked,
+    _print_table,
+    _study_error,
+    _tracking,
+    _uri_flag,
+)
+from ganlab.config import ConfigError, StudyConfig
+
+SUMMARY_METRICS = {
+    "acc/real": "D acc real",
+    "acc/fake": "D acc fake",
+    "acc_sign/real": "D sign-acc real",
+    "acc_sign/fake": "D sign-acc fake",
+    "osc/loss_d_std": "D loss std",
+    "osc/loss_d_ptp": "D loss p2p",
+    "eval/modes": "modes",
+    "eval/hq_fraction": "HQ",
+    "eval/reverse_kl": "rev KL",
+    "eval/dirac_distance": "|(theta, psi)|",
+}
+
+
+
+def _plan(study: StudyConfig) -> str:
+    axes = ", ".join(f"{k} ({a.kind}{', conditional' if a.when else ''})" for k, a in study.sweep.items())
+    seeds = len(study.seeds) if study.seeds else 1
+    conc = f"at most {study.max_concurrent} at a time" if study.max_concurrent else "as many at a time as resources allow"
+    search = study.search
+    objective = ", ".join(f"{mo} {m}" for m, mo in zip(search.metrics, search.modes))
+    sched = study.scheduler.name + (f" on {' '.join(study.scheduler_objective() or ())}" if study.scheduler_objective() else "")
+    lines = [
+        f"study '{study.name}': {study.trial_count()} trials, {study.trial.train.steps} iterations each",
+        f"  search: {search.algorithm}" + (f" ({objective})" if objective else "") + f"; scheduler: {sched}",
+        f"  axes: {axes or 'none'}" + (f"; derived: {', '.join(study.derived)}" if study.derived else "")
+        + f"; {seeds} seed(s)" + (f"; num_samples {study.num_samples}" if study.num_samples > 1 else ""),
+        f"  resources: {study.resources.cpu:g} CPU / {study.resources.gpu:g} GPU per trial, {conc}; "
+        f"up to {study.max_failures} restarts of a failed trial",
+    ]
+    if study.confirm is not None:
+        m = study.confirm_objective()
+        lines.append(f"  confirm: top {study.confirm.top} by {m[1]} {m[0]}, {study.confirm.seeds} new seeds each")  # type: ignore[index]
+    return "\n".join(lines)
+
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        study = _load_checked(args.study)
+    except ConfigError as e:
+        return _study_error(e)
+    print(_plan(study))
+    print(json.dumps(study.search_space(), indent=2))
+    if study.search.algorithm != "optuna":
+        points = study.points()
+        shown = points if args.list else points[:10]
+        print(f"trials ({len(points)}):")
+        for i, p in enumerate(shown):
+            print(f"  {i:>5}  " + " ".join(f"{k}={v}" for k, v in p.items()))
+        if len(shown) < len(points):
+            print(f"  ... {len(points) - len(shown)} more (--list shows all)")
+    return 0
+
+
+def summary_table(df):
+    """The end-of-run table: one row per trial, swept values, seed and the headline diagnostics."""
+    from ganlab.analysis import ID_COLUMNS
+    from ganlab.config.study import short_names
+
+    swept = [c for c in df.columns if c not in ID_COLUMNS and c != "seed" and "/" not in c]
+    table = df[["trial", *swept, "seed", "trial_status", "verdict"] + [m for m in SUMMARY_METRICS if m in df.columns]]
+    return table.rename(columns={**short_names(swept), **SUMMARY_METRICS, "trial_status": "status"})
+
+
+
+def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | None) -> int:
+    """Summary table, summary.csv on the parent run, and a check that every Tune trial reached MLflow."""
+    from ganlab.analysis import load_study as load_frame
+
+    df = load_frame(study.name, uri, run=result.parent_run_id)
+    _print_table(summary_table(df))
+    stopped = df[df["trial_status"] == "stopped"]
+    for _, row in stopped.iterrows():
+        print(f"  {row['trial']}: {row['stop_reason']}")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "summary.csv"
+        df.to_csv(path, index=False)
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(uri).log_artifact(result.parent_run_id, str(path))
+    print(
+        f"\n{len(df)} trial run(s) in MLflow experiment '{study.name}' (parent run {result.parent_run_id}); "
+        f"Ray results in {result.ray_path}.\nBrowse: ganlab ui{_uri_flag(tracking_flag)}   "
+        f"Analyse: python -c \"from ganlab.analysis import load_study; print(load_study('{study.name}'))\""
+    )
+    if len(df) != result.n_trials:
+        print(f"ganlab: WARNING: Ray ran {result.n_trials} trials but MLflow holds {len(df)} trial runs.", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    failed = int((df["trial_status"] == "failed").sum()) or (result.exit_code == EXIT_TRIALS_FAILED)
+    if failed:
+        print(f"ganlab: {int(failed)} trial(s) failed; their logs are under {result.ray_path}.", file=sys.stderr)
+        return EXIT_TRIALS_FAILED
+    return result.exit_code
+
+
+
+def _prepare(args: argparse.Namespace) -> tuple[StudyConfig, str] | int:
+    """The checked study and a reachable store, or the exit code of the one-paragraph error."""
+    try:
+        study = _load_checked(args.study)
+    except ConfigError as e:
+        return _study_error(e)
+    if args.resume and args.fresh:
+        return _fail("--resume and --fresh contradict each other; pass one.")
+    uri = _tracking(args)
+    if uri is None:
+        return EXIT_BAD_INPUT
+    problem = _check_store(uri)
+    return _fail(problem) if problem else (study, uri)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    prepared = _prepare(args)
+    if isinstance(prepared, int):
+        return prepared
+    study, uri = prepared
+    print(_plan(study), flush=True)
+    print(f"MLflow store: {uri}", flush=True)
+    from ganlab.study.runner import PhaseState, ResumeRefused, phase_folder, run_phase
+
+    search_state = PhaseState.read(phase_folder(args.storage, study, "search"))
+    confirm_state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
+    if (study.confirm is not None and not args.fresh and search_state is not None and search_state.finished
+            and confirm_state is not None and not confirm_state.finished):
+        print(f"The search finished (parent run {search_state.parent_run_id}); its confirmation phase was "
+              "interrupted: continuing it.", flush=True)
+        metric, mode = study.confirm_objective()  # type: ignore[misc]
+        return _confirm(study, Path(args.study), uri, args, search_state.parent_run_id, study.confirm.top,
+                        study.confirm.seeds, metric, mode)
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        result = run_phase(study, Path(args.study), uri, args.storage,
+                           resume=True if args.resume else (False if args.fresh else None),
+                           num_cpus=args.num_cpus, address=address)
+    except ResumeRefused as e:
+        return _fail(str(e))
+    if result.exit_code == 130:
+        return result.exit_code
+    try:
+        code = _report_phase(study, uri, result, args.tracking_uri)
+    except Exception as e:  # noqa: BLE001
+        from ganlab.track.spool import _unreachable
+
+        if not _unreachable(e):
+            raise
+        print(f"ganlab: the study ran, but the tracking server {uri} is unreachable, so there is no summary; "
+              f"its logging waits on disk: run `ganlab sync --storage {args.storage}` once the server is back.",
+              file=sys.stderr)
+        return result.exit_code
+    if study.confirm is not None and code == 0:
+        c = study.confirm
+        metric, mode = study.confirm_objective()  # type: ignore[misc]
+        return _confirm(study, Path(args.study), uri, args, result.parent_run_id, c.top, c.seeds, metric, mode)
+    return code
+
+
+def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int, seeds: int, metric: str, mode: str) -> int:
+    from ganlab.analysis import load_study as load_frame
+    from ganlab.analysis import stability_table
+    from ganlab.study.confirm import confirmation_points
+    from ganlab.study.runner import CONFIRMS_TAG, PhaseState, ResumeRefused, phase_folder, run_phase
+
+    state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
+    if state is not None and not state.finished and not args.fresh:
+        points, search_run = state.points, state.confirms or search_run  # continue the interrupted confirmation
+    else:
+        frame = load_frame(study.name, uri, run=search_run)
+        try:
+            points, ranking = confirmation_points(study, frame, top, seeds, metric, mode)
+        except ConfigError as e:
+            return _fail(f"Cannot confirm study '{study.name}': {e.message} (key {e.key}).")
+        print(f"\nConfirmation phase: the top {len(ranking)} configuration(s) of search run {search_run} by {mode} "
+              f"{metric}, each with {seeds} new seeds ({len(points)} trials):")
+        _print_table(ranking)
+    try:
+        result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points,
+                           resume=True if args.resume else (False if args.fresh else None),
+                           num_cpus=args.num_cpus, address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                           parent_tags={CONFIRMS_TAG: search_run})
+    except ResumeRefused as e:
+        return _fail(str(e))
+    if result.exit_code == 130:
+        return result.exit_code
+    code = _report_phase(study, uri, result, args.tracking_uri)
+    df = load_frame(study.name, uri, run=result.parent_run_id)
+    keys = [k for k in study.swept_keys if k != "seed" and k not in study.derived and k in df.columns]
+    print("\nStability across seeds (confirmation phase):")
+    _print_table(stability_table(df, keys, [metric]))
+    return code
+
+
+def cmd_confirm(args: argparse.Namespace) -> int:
+    prepared = _prepare(args)
+    if isinstance(prepared, int):
+        return prepared
+    study, uri = prepared
+    objective = study.confirm_objective(args.metric, args.mode)
+    if objective is None:
+        return _fail(f"study '{study.name}' names no metric to rank configurations by; pass --metric and --mode.")
+    from ganlab.analysis import study_runs
+
+    try:
+        searches = [r for r in study_runs(study.name, uri) if r.data.tags.get("ganlab.phase", "search") == "search"
+                    and r.info.status == "FINISHED"]
+    except LookupError as e:
+        return _fail(f"{e}. Run the search first: ganlab run {args.study}")
+    if not searches:
+        return _fail(f"study '{study.name}' has no finished search run in {uri}; run it first: ganlab run {args.study}")
+    top = args.top or (study.confirm.top if study.confirm else 5)
+    seeds = args.seeds or (study.confirm.seeds if study.confirm else 10)
+    return _confirm(study, Path(args.study), uri, args, searches[0].info.run_id, top, seeds, *objective)

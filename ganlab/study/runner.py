@@ -1,0 +1,197 @@
+"""One invocation of a study phase (the search, or its confirmation), from a validated study to MLflow runs.
+
+A study phase lives in a folder, ``<storage>/<study name>/<phase>/``: ``state.json`` (which MLflow parent
+run it writes to, under which study digest, finished or not), Tune's experiment and, for Optuna, its SQLite
+storage. The folder is what makes a study resumable: an unfinished state means the next ``ganlab run``
+continues that parent run and every trial's own child run, instead of starting over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, flatten
+
+STATE_FILE = "state.json"
+EXIT_INTERRUPTED = 130
+PHASE_TAG = "ganlab.phase"
+CONFIRMS_TAG = "ganlab.confirms"  # on a confirmation run: the search run it confirms
+RESULT_KEYS = {"step", "diverged", "verdict", "mlflow_run_id"}  # reported to Tune beside the diagnostics
+
+
+class ResumeRefused(Exception):
+    """The study folder holds an interrupted run that this invocation may not continue."""
+
+
+@dataclass
+class PhaseState:
+    parent_run_id: str
+    tracking_uri: str
+    study_digest: str
+    study_file: str
+    started: str
+    finished: bool = False
+    points: list[dict[str, Any]] | None = None  # a confirmation phase's fixed trials
+    confirms: str | None = None  # a confirmation phase's search parent run
+
+    @classmethod
+    def read(cls, folder: Path) -> "PhaseState | None":
+        path = folder / STATE_FILE
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+    def write(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, folder / STATE_FILE)
+
+
+def phase_folder(storage: str | Path, study: StudyConfig, phase: str) -> Path:
+    return Path(storage).resolve() / study.name / phase
+
+
+def check_objectives(study: StudyConfig, source: str | Path) -> None:
+    """Every metric the study optimises, schedules or ranks by must be a diagnostic its trials log."""
+    from ganlab.train.trainer import metric_names
+
+    named: list[tuple[str, str]] = [("search.metric", m) for m in study.search.metrics]
+    if getattr(study.scheduler, "metric", None):
+        named.append(("scheduler.metric", study.scheduler.metric))  # type: ignore[union-attr]
+    if study.confirm is not None and study.confirm.metric:
+        named.append(("confirm.metric", study.confirm.metric))
+    if study.artifacts.save_best is not None:
+        named.append(("artifacts.save_best.metric", study.artifacts.save_best.metric))
+    if not named:
+        return
+    known = metric_names(study.trial) | RESULT_KEYS
+    if isinstance(study.scheduler, PbtSchedulerConfig):
+        known |= {f"hp/{k}" for k in study.scheduler.mutations} | {"hp/lr_d"}
+    for key, metric in named:
+        if metric not in known:
+            close = sorted(k for k in known if metric.split("/")[-1] in k) or sorted(known)
+            raise ConfigError(source, key, f"'{metric}' is not a diagnostic these trials log; they log: "
+                                           f"{', '.join(close)}.")
+
+
+def _first_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
+    fa, fb = flatten(a), flatten(b)
+    for key in sorted(set(fa) | set(fb)):
+        if fa.get(key) != fb.get(key):
+            return key
+    return "?"
+
+
+@dataclass(frozen=True)
+class PhaseResult:
+    parent_run_id: str
+    exit_code: int
+    n_trials: int
+    ray_path: str
+
+
+def run_phase(
+    study: StudyConfig,
+    study_file: Path,
+    tracking_uri: str,
+    storage: str | Path,
+    *,
+    phase: str = "search",
+    points: list[dict[str, Any]] | None = None,
+    resume: bool | None = None,
+    num_cpus: int | None = None,
+    address: str | None = None,
+    parent_tags: dict[str, str] | None = None,
+) -> PhaseResult:
+    """Start or continue one phase. ``resume``: True requires an interrupted run, False starts afresh,
+    None (the default) continues an interrupted run when there is one."""
+    from ganlab.study.tuner import run_study
+    from ganlab.track.store import TAG_SWEPT, end_run, reopen_run, start_study_run
+
+    folder = phase_folder(storage, study, phase)
+    state = PhaseState.read(folder)
+    unfinished = state is not None and not state.finished
+    if resume is True and not unfinished:
+        raise ResumeRefused(f"there is no interrupted '{phase}' run of study '{study.name}' in {folder} to resume; "
+                            "run without --resume to start one.")
+    continuing = unfinished and resume is not False
+    if continuing:
+        assert state is not None
+        if state.study_digest != study.digest():
+            old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
+            key = _first_difference(old, study.model_dump(mode="json")) if old else "?"
+            raise ResumeRefused(
+                f"the study file changed since its interrupted run started (first difference: '{key}'), so "
+                f"resuming would mix two studies. Restore the file, or pass --fresh to start a new run "
+                f"(the interrupted one stays in MLflow as {state.parent_run_id})."
+            )
+        if state.tracking_uri != tracking_uri:
+            raise ResumeRefused(f"the interrupted run logs to {state.tracking_uri}, not {tracking_uri}; pass "
+                                f"--tracking-uri {state.tracking_uri} to resume it, or --fresh.")
+        points = state.points
+        parent_run_id = state.parent_run_id
+        reopen_run(tracking_uri, parent_run_id)
+        print(f"Resuming the interrupted {phase} of '{study.name}' (MLflow parent run {parent_run_id}); finished "
+              "trials are kept, running ones continue from their last checkpoint. --fresh starts over.", flush=True)
+        from ganlab.track.store import StudyRun, study_run_of
+
+        study_run: StudyRun = study_run_of(tracking_uri, parent_run_id, study.name)
+    else:
+        if unfinished and state is not None:
+            end_run(tracking_uri, state.parent_run_id, "KILLED")  # superseded by --fresh
+        study_run = start_study_run(
+            tracking_uri, study.name, study_file, study.search_space(),
+            {TAG_SWEPT: json.dumps(study.swept_keys), PHASE_TAG: phase, **(parent_tags or {})},
+        )
+        parent_run_id = study_run.parent_run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "study.json").write_text(json.dumps(study.model_dump(mode="json"), indent=2))
+        PhaseState(parent_run_id, tracking_uri, study.digest(), str(study_file), time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   points=points, confirms=(parent_tags or {}).get(CONFIRMS_TAG)).write(folder)
+    status = "FAILED"
+    try:
+        outcome = run_study(study, study_run, folder, points=points, resume=continuing, num_cpus=num_cpus,
+                            address=address, extra_tags={PHASE_TAG: phase})
+        if outcome.n_unfinished:
+            status = "KILLED"
+            print(f"ganlab: interrupted with {outcome.n_unfinished} trial(s) unfinished. Continue with: "
+                  f"ganlab run {study_file} --resume" + (f" (phase {phase})" if phase != "search" else ""),
+                  file=sys.stderr)
+            return PhaseResult(parent_run_id, EXIT_INTERRUPTED, outcome.n_trials, outcome.ray_path)
+        status = "FINISHED" if outcome.n_errors == 0 else "FAILED"
+        state = PhaseState.read(folder)
+        assert state is not None
+        state.finished = True
+        state.write(folder)
+        return PhaseResult(parent_run_id, 1 if outcome.n_errors else 0, outcome.n_trials, outcome.ray_path)
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        try:
+            end_run(tracking_uri, parent_run_id, status)
+            _close_orphans(tracking_uri, study_run, status)
+        except Exception as e:  # noqa: BLE001
+            from ganlab.track.spool import Spool, _unreachable
+
+            if not _unreachable(e):
+                raise
+            Spool(folder / "spool", tracking_uri).append(parent_run_id, {"method": "set_terminated", "status": status})
+
+
+def _close_orphans(tracking_uri: str, study_run, parent_status: str) -> None:
+    """No child run is left RUNNING when the driver exits: a killed worker may not have closed its own."""
+    from mlflow.tracking import MlflowClient
+
+    from ganlab.track.store import TAG_PARENT
+
+    client = MlflowClient(tracking_uri)
+    stuck = client.search_runs([study_run.experiment_id],
+                               f"tags.`{TAG_PARENT}` = '{study_run.parent_run_id}' and attributes.status = 'RUNNING'")
+    for run in stuck:
+        client.set_terminated(run.info.run_id, status="KILLED" if parent_status == "KILLED" else "FAILED")

@@ -1,0 +1,28 @@
+"""MLflow, written: the store and its layout (``store``: experiments, parent and child runs, tags), the
+trial's batched writer (``logger``), its Parquet history (``history``) and the disk spool that outlasts an
+unreachable server (``spool``). Imports no other layer of ganlab; read back by ``ganlab.analysis``.
+
+Public: ``resolve_tracking_uri``, ``StudyRun``, ``start_study_run``, ``TrialLogger``, ``sync_folder`` and the
+``TAG_*`` names.
+"""
+
+from ganlab.track.logger import TrialLogger
+from ganlab.track.spool import Spool, sync_folder
+from ganlab.track.store import (
+    TAG_KIND,
+    TAG_PARENT,
+    TAG_SEED,
+    TAG_STATUS,
+    TAG_STOP_REASON,
+    TAG_STUDY,
+    TAG_SWEPT,
+    TAG_TRIAL_ID,
+    TAG_VERDICT,
+    StudyRun,
+    resolve_tracking_uri,
+    start_study_run,
+)
+
+__all__ = ["TrialLogger", "Spool", "sync_folder", "StudyRun", "resolve_tracking_uri", "start_study_run", "TAG_KIND",
+           "TAG_PARENT", "TAG_SEED", "TAG_STATUS", "TAG_STOP_REASON", "TAG_STUDY", "TAG_SWEPT", "TAG_TRIAL_ID",
+           "TAG_VERDICT"]

@@ -1,0 +1,153 @@
+"""MLflow: one experiment per study, one parent run per ``ganlab run``, one child run per trial.
+
+The driver creates the store, the experiment and the parent run before any trial starts: concurrent
+first writers can corrupt a fresh SQLite database (MLflow creates its tables without a lock). Trials only
+ever write to their own child run, through ``ganlab.track.logger.TrialLogger``. This module holds the
+store's layout: where it is, the tags every run carries, and the study's parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Param
+from mlflow.tracking import MlflowClient
+
+import ganlab
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one bar per history read, in trial logs
+
+DB_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+MAX_PARAMS_PER_BATCH = 100  # params + tags per log_batch
+MAX_PARAM_CHARS = 6000
+
+TAG_STUDY = "ganlab.study"
+TAG_KIND = "ganlab.kind"  # "study" for parent runs, "trial" for child runs
+TAG_TRIAL_ID = "ganlab.trial_id"
+TAG_SEED = "ganlab.seed"
+TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
+TAG_SWEPT = "ganlab.swept"  # JSON list of swept dotted keys, on the parent run
+TAG_PARENT = "mlflow.parentRunId"
+# MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else ``./mlflow.db``, made absolute.
+
+    Trials run in Ray's per-trial working directories, so a relative SQLite path would silently give
+    every trial its own database: relative paths are resolved here, once, against the driver's cwd.
+    """
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{DB_FILE}"
+    base = Path(cwd or os.getcwd())
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        uri = f"sqlite:///{(base / uri[len('sqlite:///'):]).resolve()}"
+    elif "://" not in uri:
+        raise ValueError(
+            f"tracking URI {uri!r} is neither sqlite:///PATH nor http(s)://HOST:PORT; "
+            "MLflow 3 no longer accepts a plain folder"
+        )
+    return uri
+
+
+def default_artifact_location(uri: str) -> str | None:
+    """Artifacts beside a local SQLite store; a tracking server chooses its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///"):]).parent / ARTIFACT_DIR).resolve().as_uri()
+    return None
+
+
+def _git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """Where a study's trials log: picklable, handed to every trial."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+
+
+def start_study_run(
+    tracking_uri: str,
+    study_name: str,
+    study_file: Path,
+    search_space: dict[str, Any],
+    tags: dict[str, str],
+) -> StudyRun:
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(study_name)
+    if experiment is None:
+        experiment_id = client.create_experiment(
+            study_name, artifact_location=default_artifact_location(tracking_uri),
+            tags={TAG_STUDY: study_name, **EXPERIMENT_KIND},
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    run_tags = {TAG_STUDY: study_name, TAG_KIND: "study", "ganlab.version": ganlab.__version__,
+                "ganlab.host": socket.gethostname(), **tags}
+    commit = _git_commit(study_file.resolve().parent)
+    if commit:
+        run_tags["ganlab.git_commit"] = commit
+    run = client.create_run(
+        experiment_id, tags=run_tags, run_name=f"{study_name}@{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    run_id = run.info.run_id
+    params = [Param(k, _param_text(v)) for k, v in search_space.items()]
+    for i in range(0, len(params), MAX_PARAMS_PER_BATCH):
+        client.log_batch(run_id, params=params[i : i + MAX_PARAMS_PER_BATCH])
+    client.log_artifact(run_id, str(study_file))
+    return StudyRun(tracking_uri, experiment_id, run_id, study_name)
+
+
+def end_run(tracking_uri: str, run_id: str, status: str) -> None:
+    MlflowClient(tracking_uri).set_terminated(run_id, status=status)
+
+
+def reopen_run(tracking_uri: str, run_id: str) -> None:
+    """A resumed study continues its parent run (RUNNING again until it ends)."""
+    MlflowClient(tracking_uri).update_run(run_id, status="RUNNING")
+
+
+def study_run_of(tracking_uri: str, parent_run_id: str, study_name: str) -> StudyRun:
+    run = MlflowClient(tracking_uri).get_run(parent_run_id)
+    return StudyRun(tracking_uri, run.info.experiment_id, parent_run_id, study_name)
+
+
+def _param_text(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:MAX_PARAM_CHARS]
+
+
+TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
+TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
+TAG_STOP_REASON = "ganlab.stop_reason"
+TAG_RESTARTS = "ganlab.restarts"  # times the trial continued its run: resumed, retried after a crash, PBT
+
+
+def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
+    """The child run a trial already has under this study run (after a resume, retry or PBT restart)."""
+    runs = client.search_runs(
+        [study.experiment_id],
+        f"tags.`{TAG_PARENT}` = '{study.parent_run_id}' and tags.`{TAG_TRIAL_ID}` = '{trial_id}'",
+        max_results=2,
+    )
+    return runs[0] if runs else None
