@@ -5,6 +5,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,39 @@ def grid_study(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return workdir, study, f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+RAY_CLUSTER_CPUS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """One real Ray head node (`ray start --head --block`, token auth) shared by the integration tests that only
+    need *a* cluster: each `ganlab run --address` joins it in a second instead of starting and stopping its
+    own Ray (about 8 s each on 2 cores). Tests that kill or restart Ray keep their own. Yields (address, env);
+    stopped by its process group, so no other Ray on the machine is touched."""
+    import secrets
+    import signal
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), GANLAB_PROGRESS_EVERY="0")
+    log = (tmp_path_factory.mktemp("ray") / "head.log").open("w")
+    head = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--port", str(port),
+         "--node-ip-address", "127.0.0.1", "--num-cpus", str(RAY_CLUSTER_CPUS), "--include-dashboard=false",
+         "--disable-usage-stats"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        assert head.poll() is None and time.time() < deadline, f"ray head did not start: {log.name}"
+        time.sleep(0.5)
+    yield address, env
+    try:
+        os.killpg(head.pid, signal.SIGKILL)  # the tests are over: no state of this cluster is worth a clean stop
+        head.wait(timeout=30)
+    except ProcessLookupError:
+        pass

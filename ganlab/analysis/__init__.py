@@ -4,10 +4,22 @@ report), ``trials`` (a trained trial's models: ``load_trial``, ``best_trial``). 
 ``ganlab.track``; never imports ``ganlab.study`` (its peer) or ``ganlab.cli``.
 
 Public: ``load_study``, ``load_history``, ``history_of``, ``study_runs``, ``stability_table``, ``compare``,
-``verdicts_of``, ``wilson_interval``, ``ID_COLUMNS``, ``WINDOW``.
+``verdicts_of``, ``wilson_interval``, ``ID_COLUMNS``, ``WINDOW``; ``StoreNotFound`` and ``StudyNotFound``
+(both ``LookupError``) when there is nothing to read.
 """
 
-from ganlab.analysis.frames import ID_COLUMNS, WINDOW, WINDOWED, history_of, load_history, load_study, study_runs
+from ganlab.analysis.frames import (
+    ID_COLUMNS,
+    WINDOW,
+    WINDOWED,
+    StoreNotFound,
+    StudyNotFound,
+    history_of,
+    load_history,
+    load_study,
+    reading_client,
+    study_runs,
+)
 from ganlab.analysis.tables import (
     CONFIDENCE,
     TABLE_METRICS,
@@ -20,5 +32,5 @@ from ganlab.analysis.tables import (
 )
 
 __all__ = ["load_study", "load_history", "history_of", "study_runs", "stability_table", "compare", "verdicts_of",
-           "wilson_interval", "default_by", "ID_COLUMNS", "WINDOW", "WINDOWED", "VERDICT_ORDER", "TABLE_METRICS",
+           "wilson_interval", "default_by", "StoreNotFound", "StudyNotFound", "reading_client", "ID_COLUMNS", "WINDOW", "WINDOWED", "VERDICT_ORDER", "TABLE_METRICS",
            "CONFIDENCE"]

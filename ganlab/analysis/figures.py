@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imread
 from matplotlib.lines import Line2D
 
-from ganlab.analysis.frames import WINDOW
+from ganlab.analysis.frames import WINDOW, reading_client
 from ganlab.analysis.tables import VERDICT_ORDER, verdicts_of
 from ganlab.config.study import short_names
 
@@ -297,11 +297,7 @@ def parallel_coordinates(df: pd.DataFrame, params: list[str], metrics: list[str]
 def sample_snapshots(df: pd.DataFrame, by: list[str], tracking_uri: str | None = None, max_panels: int = MAX_PANELS):
     """The last sample plot (``samples/step_*.png``) of the lowest seed of each configuration; None when the
     study saved no sample plots."""
-    from mlflow.tracking import MlflowClient
-
-    from ganlab.track.store import resolve_tracking_uri
-
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = reading_client(tracking_uri)
     picked = []
     with tempfile.TemporaryDirectory() as tmp:
         for key, group in _groups(df.assign(_verdict=verdicts_of(df)), by)[:max_panels]:

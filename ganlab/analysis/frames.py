@@ -10,6 +10,7 @@ import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from ganlab.config.errors import did_you_mean
 from ganlab.track.history import HISTORY_FILE, read_history
 from ganlab.track.store import (
     TAG_KIND,
@@ -20,8 +21,30 @@ from ganlab.track.store import (
     TAG_SWEPT,
     TAG_TRIAL_ID,
     TAG_VERDICT,
+    missing_store,
     resolve_tracking_uri,
 )
+
+
+class StoreNotFound(LookupError):
+    """There is no MLflow store where the tracking URI points (reading never creates one)."""
+
+
+class StudyNotFound(LookupError):
+    """The store holds no study (or no run of it) by that name."""
+
+
+def reading_client(tracking_uri: str | None = None) -> MlflowClient:
+    """A client for reading a store that exists: ``--tracking-uri``, ``MLFLOW_TRACKING_URI`` or ./mlflow.db.
+    A missing SQLite store raises ``StoreNotFound`` instead of being created empty."""
+    uri = resolve_tracking_uri(tracking_uri)
+    path = missing_store(uri)
+    if path is not None:
+        raise StoreNotFound(
+            f"no MLflow store at {path} (tracking URI {uri}): run this where `ganlab run` ran (its mlflow.db), or "
+            "pass tracking_uri= (CLI: --tracking-uri) or set MLFLOW_TRACKING_URI to the study's store"
+        )
+    return MlflowClient(uri)
 
 ID_COLUMNS = ["run_id", "parent_run_id", "phase", "trial", "trial_id", "status", "trial_status", "verdict", "stop_reason"]
 
@@ -47,11 +70,12 @@ def _decode(text: str) -> Any:
 
 def study_runs(name: str, tracking_uri: str | None = None) -> list[Run]:
     """The parent runs of a study, newest first (one per ``ganlab run`` invocation)."""
-    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    client = reading_client(tracking_uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         known = sorted(e.name for e in client.search_experiments() if e.name != "Default")
-        raise LookupError(f"no study named {name!r} in {client.tracking_uri}; studies there: {known or 'none'}")
+        raise StudyNotFound(f"no study named {name!r} in {client.tracking_uri}; studies there: "
+                            f"{', '.join(known) if known else 'none'}{did_you_mean(name, known)}")
     return _search_all(client, experiment.experiment_id, f"tags.`{TAG_KIND}` = 'study'", ["attributes.start_time DESC"])
 
 
@@ -83,14 +107,14 @@ def load_study(
     if phase is not None:
         parents = [p for p in parents if p.data.tags.get("ganlab.phase", "search") == phase]
         if not parents:
-            raise LookupError(f"study {name!r} has no {phase} run yet")
+            raise StudyNotFound(f"study {name!r} has no {phase} run yet")
     if run == "latest":
         parents = parents[:1]
     elif run != "all":
         parents = [p for p in parents if p.info.run_id == run]
         if not parents:
-            raise LookupError(f"study {name!r} has no run with id {run!r}")
-    client = MlflowClient(uri)
+            raise StudyNotFound(f"study {name!r} has no run with id {run!r}")
+    client = reading_client(uri)
     rows: list[dict[str, Any]] = []
     swept_keys: list[str] = []
     for parent in parents:
@@ -170,7 +194,7 @@ def load_history(
 def history_of(trials: pd.DataFrame, tracking_uri: str | None = None, metrics: list[str] | None = None,
                threads: int = 8) -> pd.DataFrame:
     """``load_history`` for the trials of a frame from ``load_study`` (e.g. a filtered one)."""
-    histories = _histories(MlflowClient(resolve_tracking_uri(tracking_uri)), trials, metrics, threads)
+    histories = _histories(reading_client(tracking_uri), trials, metrics, threads)
     columns = ["run_id", "trial", "step", "metric", "value"]
     frames = [
         wide.melt(id_vars="step", var_name="metric", value_name="value").dropna(subset=["value"])

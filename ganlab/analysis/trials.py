@@ -18,6 +18,7 @@ import torch
 
 from ganlab.config import TrialConfig
 from ganlab.train.models import Discriminator, Generator, build_models
+from ganlab.analysis.frames import reading_client
 from ganlab.track.store import TAG_KIND, resolve_tracking_uri
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -60,9 +61,7 @@ class TrialModels:
 
 
 def _client(tracking_uri: str | None):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(resolve_tracking_uri(tracking_uri))
+    return reading_client(tracking_uri)
 
 
 def find_run(spec: str, tracking_uri: str | None = None):

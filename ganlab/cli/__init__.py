@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ganlab import __version__
 from ganlab.cli.results import DEFAULT_BEST, cmd_analyze, cmd_report, cmd_sample
 from ganlab.cli.serve import cmd_sync, cmd_ui
 from ganlab.cli.study import cmd_confirm, cmd_run, cmd_validate
@@ -17,6 +18,7 @@ from ganlab.cli.train import cmd_train
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ganlab", description="GAN training-stability studies on Ray Tune and MLflow.")
+    p.add_argument("--version", action="version", version=f"ganlab {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run every trial of a study")
@@ -73,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--by", help="comma-separated columns to group by (default: the swept keys)")
     analyze.add_argument("--metrics", help="comma-separated diagnostics to summarise (default: D accuracy, "
                          "equilibrium gap, oscillation, modes/FD)")
-    analyze.add_argument("--out", help="also write the table to FILE.csv or FILE.parquet")
+    analyze.add_argument("--out", help="also write the whole table to FILE.csv or FILE.parquet")
+    analyze.add_argument("--wide", action="store_true", help="print every column (mean and ci apart, Wilson bounds, "
+                         "every metric) instead of the few that fit the terminal")
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", parents=[reading], help="write a self-contained HTML report of a study")

@@ -4,6 +4,7 @@ anything starts, and printing tables."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,16 +32,33 @@ def _load_checked(path: str) -> StudyConfig:
     return study
 
 
-def _print_table(table) -> None:
+def terminal_width() -> int:
+    """The terminal's columns ($COLUMNS when set); 80 when the output is not a terminal."""
+    import shutil
+
+    return shutil.get_terminal_size((80, 24)).columns
+
+
+def _render(table) -> str:
     import pandas as pd
 
-    with pd.option_context("display.max_rows", 500, "display.width", 200, "display.float_format", "{:.3f}".format):
-        if "trial" in table.columns:
-            width = int(table["trial"].astype(str).str.len().max())
-            print("\n" + table.to_string(index=False, formatters={"trial": lambda t: str(t).ljust(width)}))
-        else:
-            print("\n" + table.to_string(index=False))
+    with pd.option_context("display.max_rows", 500, "display.width", 10**6, "display.max_columns", None,
+                           "display.float_format", "{:.3f}".format):
+        return table.to_string(index=False)
 
+
+def _print_table(table, width: int | None = None, keep: int = 1, rest: str = "") -> None:
+    """Print ``table``; with ``width``, only as many columns (after the first ``keep``) as fit it, and a line
+    saying how many were left out and where they are (``rest``)."""
+    text = _render(table)
+    dropped = 0
+    while width is not None and max(map(len, text.splitlines())) > width and table.shape[1] > keep + 1:
+        table = table.iloc[:, :-1]
+        dropped += 1
+        text = _render(table)
+    print("\n" + text)
+    if dropped:
+        print(f"({dropped} more column{'s' if dropped > 1 else ''}{': ' + rest if rest else ''})")
 
 
 def _tracking(args: argparse.Namespace) -> str | None:
@@ -108,15 +126,88 @@ def _study_name(text: str) -> str | int:
 
 def _unreadable_store(uri: str) -> str | None:
     """Why a store cannot be read, or None. A missing SQLite file is an error: reading never creates a store."""
-    from urllib.parse import urlparse
+    from ganlab.track.store import missing_store
 
-    if uri.startswith("sqlite:"):
-        path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else Path(urlparse(uri).path)
-        if not path.is_file():
-            return (f"No MLflow store at {path} (tracking URI {uri}). Run this in the folder where `ganlab run` ran, "
-                    "or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
+    path = missing_store(uri)
+    if path is not None:
+        return (f"No MLflow store at {path} (tracking URI {uri}). Run this in the folder where `ganlab run` ran, "
+                "or pass --tracking-uri / set MLFLOW_TRACKING_URI.")
     return _check_store(uri)
 
 
 def _keys(text: str | None) -> list[str] | None:
     return [k.strip() for k in text.split(",") if k.strip()] if text else None
+
+
+# each library's logger, and the least level worth keeping in the log file (SQLAlchemy and Alembic narrate every
+# table mapping at INFO)
+LIBRARY_LOGGERS = {"ray": "INFO", "mlflow": "INFO", "optuna": "INFO", "alembic": "WARNING", "urllib3": "WARNING",
+                   "filelock": "WARNING", "sqlalchemy": "WARNING", "py.warnings": "INFO"}
+LOG_FILE = "ganlab.log"  # in the study's folder under --storage
+
+
+class LibraryLogs:
+    """Ray's, MLflow's and Optuna's own messages (configuration boxes, start-up warnings, database creation),
+    kept off the console, where ganlab prints its progress, and in a file a user can read. Errors still show.
+
+    Held in memory until the study is known to go ahead (``to_file``), so an input error leaves no file."""
+
+    def __init__(self) -> None:
+        import logging
+        import logging.handlers
+
+        import mlflow  # noqa: F401 - importing them sets their console handlers up: replace those afterwards
+        import optuna
+        import ray  # noqa: F401
+
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy output, silent at verbose=0
+        optuna.logging.disable_default_handler()
+        self.memory = logging.handlers.MemoryHandler(capacity=10**6, flushLevel=logging.CRITICAL + 1)
+        self.memory.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        self.errors = logging.StreamHandler(sys.stderr)
+        self.errors.setLevel(logging.ERROR)
+        self.errors.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        self.attach()
+        logging.captureWarnings(True)  # library deprecation warnings: to the file too
+        self.path: Path | None = None
+
+    def attach(self) -> None:
+        """(Again:) ``ray.init`` clears the handlers of Ray's logger."""
+        import logging
+
+        for name, level in LIBRARY_LOGGERS.items():
+            log = logging.getLogger(name)
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.addHandler(self.memory)
+            log.addHandler(self.errors)
+            log.setLevel(level)
+            log.propagate = False
+
+    def around_ray_init(self):
+        """A context for ``ray.init``: it empties Ray's logger and then logs its start-up warnings; meanwhile
+        records with no handler (Python's last resort prints them) go to the file, then the handlers return."""
+        import contextlib
+        import logging
+
+        @contextlib.contextmanager
+        def route():
+            previous, logging.lastResort = logging.lastResort, self.memory
+            try:
+                yield
+            finally:
+                logging.lastResort = previous
+                self.attach()
+
+        return route()
+
+    def to_file(self, path: Path) -> None:
+        import logging
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        target = logging.FileHandler(path)
+        target.setFormatter(self.memory.formatter)
+        self.memory.setTarget(target)
+        self.memory.flush()
+        self.memory.flushLevel = logging.DEBUG  # from now on every record goes straight through
+        self.path = path

@@ -19,6 +19,7 @@ from ganlab.cli.common import (
     _study_name,
     _tracking,
     _unreadable_store,
+    terminal_width,
 )
 
 def _load_for_reading(args: argparse.Namespace, name: str, uri: str):
@@ -29,6 +30,32 @@ def _load_for_reading(args: argparse.Namespace, name: str, uri: str):
     except LookupError as e:
         return _fail(f"{e}. `ganlab run STUDY.yaml` creates a study; pass --tracking-uri for "
                      "another store.")
+
+
+VERDICT_SHORT = {"oscillating": "osc", "mode_collapse": "collapse", "d_dominates": "D wins", "g_dominates": "G wins",
+                 "diverged": "diverged", "failed": "failed", "none": "no eval"}
+
+
+def compact_table(table, keys: list[str]):
+    """The stability table in few, short columns: the configuration, seeds, the converged rate with its
+    Wilson interval, the other verdicts' rates, then each metric as mean ± ci."""
+    import pandas as pd
+
+    from ganlab.config.study import short_names
+
+    out = table[keys].rename(columns=short_names(keys))
+    out["seeds"] = table["seeds"]
+    out["converged [95% CI]"] = [f"{r:.2f} [{lo:.2f}, {hi:.2f}]" for r, lo, hi in
+                                 zip(table["rate converged"], table["converged lo"], table["converged hi"])]
+    for verdict, short in VERDICT_SHORT.items():
+        if f"rate {verdict}" in table.columns:
+            out[short] = table[f"rate {verdict}"].map("{:.2f}".format)
+    for column in [c for c in table.columns if c.endswith(" mean")]:
+        metric = column[: -len(" mean")]
+        ci = table[f"{metric} ci"]
+        out[metric] = [("" if pd.isna(m) else f"{m:.3g}" + ("" if pd.isna(c) else f"±{c:.2g}"))
+                       for m, c in zip(table[column], ci)]
+    return out
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -50,10 +77,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         table = stability_table(df, by, _keys(args.metrics))
     except KeyError as e:
         return _fail(f"Cannot group study '{name}': {e.args[0]} (key --by/--metrics).")
-    print(f"Study '{name}': {len(df)} trials in run {df['parent_run_id'].iloc[0] if len(df) else '-'}, "
-          f"by {', '.join(by or df.attrs.get('swept', []))}; rates are fractions of seeds, `ci` the half-width of "
-          "a 95% Student-t interval over seeds.")
-    _print_table(table)
+    keys = by or [k for k in df.attrs.get("swept", []) if k in table.columns]
+    print(f"Study '{name}': {len(df)} trials in run {df['parent_run_id'].iloc[0] if len(df) else '-'}, by "
+          f"{', '.join(keys)}.\nRates are fractions of seeds; " + ("`ci` is the half-width of a 95% Student-t "
+          "interval over seeds." if args.wide else "metrics: mean ± half-width of a 95% t-interval over seeds."))
+    if args.wide:
+        _print_table(table)
+    else:
+        _print_table(compact_table(table, keys), terminal_width(), keep=len(keys) + 2,
+                     rest="--wide shows every column, --out FILE.csv writes them")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(out, index=False) if out.suffix == ".csv" else table.to_parquet(out, index=False)

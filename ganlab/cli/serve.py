@@ -51,25 +51,47 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if not loopback:
         print(f"ganlab: WARNING: binding {args.host}: the MLflow UI has no authentication; anyone who can reach "
               "this port can read and delete runs.", file=sys.stderr)
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}  (Ctrl-C stops it)", flush=True)
+    url = f"http://{args.host}:{args.port}"
+    log = db.parent / UI_LOG
+    print(f"MLflow UI for {uri} at {url}  (Ctrl-C stops it; the server's own messages: {log})", flush=True)
     cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
            "--host", args.host, "--port", str(args.port), "--workers", "1"]
-    return _serve(cmd)
+    return _serve(cmd, log, url)
 
 
-def _serve(cmd: list[str]) -> int:
-    """Run a server in its own process group and take the whole group down with us.
+UI_LOG = "mlflow-ui.log"  # beside the store: uvicorn's start-up and request lines, deprecation warnings
+SERVE_WAIT_S = 120.0  # how long the server may take to answer /health before `ganlab ui` gives up
+
+
+def _serve(cmd: list[str], log: Path, url: str) -> int:
+    """Run a server in its own process group, its output to ``log``, and take the whole group down with us.
+    Says when it answers; if it dies first (a port in use, say), prints the end of its log and exits 1.
 
     ``mlflow server`` starts uvicorn and job-runner processes that outlive a plain SIGTERM to it.
     """
-    proc = subprocess.Popen(cmd, start_new_session=True)
+    import urllib.request
+
+    with log.open("a") as out:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT)
 
     def stop(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    health = url.replace("://0.0.0.0:", "://127.0.0.1:") + "/health"
     try:
-        return proc.wait()
+        deadline = time.time() + SERVE_WAIT_S
+        while proc.poll() is None and time.time() < deadline:
+            try:
+                with urllib.request.urlopen(health, timeout=2):
+                    print(f"Serving {url}", flush=True)
+                    break
+            except OSError:
+                time.sleep(0.5)
+        code = proc.wait()
+        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
+        print(f"ganlab: the MLflow server stopped (exit code {code}); the end of {log}:\n{tail}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from ganlab.cli.common import (
     EXIT_BAD_INPUT,
+    LOG_FILE,
+    LibraryLogs,
     EXIT_TRIALS_FAILED,
     _check_store,
     _fail,
@@ -20,6 +22,7 @@ from ganlab.cli.common import (
     _study_error,
     _tracking,
     _uri_flag,
+    terminal_width,
 )
 from ganlab.config import ConfigError, StudyConfig
 
@@ -80,11 +83,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def summary_table(df):
     """The end-of-run table: one row per trial, swept values, seed and the headline diagnostics."""
-    from ganlab.analysis import ID_COLUMNS
     from ganlab.config.study import short_names
 
-    swept = [c for c in df.columns if c not in ID_COLUMNS and c != "seed" and "/" not in c]
+    swept = [c for c in df.attrs.get("swept", []) if c in df.columns]
     table = df[["trial", *swept, "seed", "trial_status", "verdict"] + [m for m in SUMMARY_METRICS if m in df.columns]]
+    table = table.assign(trial=table["trial"].astype(str).str.split(" ").str[0])  # its number: the rest repeats the keys
     return table.rename(columns={**short_names(swept), **SUMMARY_METRICS, "trial_status": "status"})
 
 
@@ -94,7 +97,7 @@ def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | Non
     from ganlab.analysis import load_study as load_frame
 
     df = load_frame(study.name, uri, run=result.parent_run_id)
-    _print_table(summary_table(df))
+    _print_table(summary_table(df), terminal_width(), keep=1, rest="summary.csv on the parent run has them all")
     stopped = df[df["trial_status"] == "stopped"]
     for _, row in stopped.iterrows():
         print(f"  {row['trial']}: {row['stop_reason']}")
@@ -120,8 +123,9 @@ def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | Non
 
 
 
-def _prepare(args: argparse.Namespace) -> tuple[StudyConfig, str] | int:
-    """The checked study and a reachable store, or the exit code of the one-paragraph error."""
+def _prepare(args: argparse.Namespace, plan: bool = False) -> tuple[StudyConfig, str] | int:
+    """The checked study, Ray able to run its trials and a reachable store; or the exit code of the
+    one-paragraph error (nothing written: Ray is checked before the store is created)."""
     try:
         study = _load_checked(args.study)
     except ConfigError as e:
@@ -131,17 +135,51 @@ def _prepare(args: argparse.Namespace) -> tuple[StudyConfig, str] | int:
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
+    if plan:
+        print(_plan(study), flush=True)
+    logs = LibraryLogs()  # from here on Ray and MLflow start: their own messages go to the study's log file
+    code = _start_ray(study, args, logs)
+    if code is not None:
+        return code
     problem = _check_store(uri)
-    return _fail(problem) if problem else (study, uri)
+    if problem:
+        return _fail(problem)
+    logs.to_file(Path(args.storage) / study.name / LOG_FILE)
+    return study, uri
+
+
+def _start_ray(study: StudyConfig, args: argparse.Namespace, logs: LibraryLogs) -> int | None:
+    """Ray started (or joined) and able to run a trial of ``study``; or the exit code of the error that says
+    why not (Ray shut down)."""
+    from ganlab.study.tuner import connect, probe_address, resources_problem
+
+    address = _address(args)
+    if address and (problem := probe_address(address)):
+        return _fail(problem)
+    with logs.around_ray_init():
+        connect(args.num_cpus, address)
+    error, warning = resources_problem(study, address)
+    if error:
+        import ray
+
+        ray.shutdown()
+        return _fail(f"Study file '{args.study}': {error}")
+    if warning:
+        print(f"ganlab: WARNING: {warning}", file=sys.stderr, flush=True)
+    return None
+
+
+def _address(args: argparse.Namespace) -> str | None:
+    return args.address or os.environ.get("RAY_ADDRESS") or None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    prepared = _prepare(args)
+    prepared = _prepare(args, plan=True)
     if isinstance(prepared, int):
         return prepared
     study, uri = prepared
-    print(_plan(study), flush=True)
-    print(f"MLflow store: {uri}", flush=True)
+    print(f"MLflow store: {uri}; Ray's and MLflow's own messages: {Path(args.storage) / study.name / LOG_FILE}",
+          flush=True)
     from ganlab.study.runner import PhaseState, ResumeRefused, phase_folder, run_phase
 
     search_state = PhaseState.read(phase_folder(args.storage, study, "search"))
@@ -153,11 +191,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         metric, mode = study.confirm_objective()  # type: ignore[misc]
         return _confirm(study, Path(args.study), uri, args, search_state.parent_run_id, study.confirm.top,
                         study.confirm.seeds, metric, mode)
-    address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
         result = run_phase(study, Path(args.study), uri, args.storage,
                            resume=True if args.resume else (False if args.fresh else None),
-                           num_cpus=args.num_cpus, address=address)
+                           num_cpus=args.num_cpus, address=_address(args))
     except ResumeRefused as e:
         return _fail(str(e))
     if result.exit_code == 130:
@@ -201,7 +238,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
     try:
         result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points,
                            resume=True if args.resume else (False if args.fresh else None),
-                           num_cpus=args.num_cpus, address=args.address or os.environ.get("RAY_ADDRESS") or None,
+                           num_cpus=args.num_cpus, address=_address(args),
                            parent_tags={CONFIRMS_TAG: search_run})
     except ResumeRefused as e:
         return _fail(str(e))

@@ -27,6 +27,16 @@ class ConfigError(Exception):
         return f"Invalid {where}{at}: {self.message} Fix it and run again."
 
 
+class ConfigFileMissing(ConfigError):
+    """The config file named is not there: nothing about its content can be said."""
+
+    def __init__(self, source: str | Path):
+        super().__init__(source, None, "no such file.")
+
+    def __str__(self) -> str:
+        return f"No such file: '{self.source}'. Check the path (the shipped studies are in studies/)."
+
+
 class _Strict(BaseModel):
     """Unknown keys are errors: a typo in a study file must never silently fall back to a default."""
 

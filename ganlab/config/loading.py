@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ganlab.config.base import ConfigError
+from ganlab.config.base import ConfigError, ConfigFileMissing
+from ganlab.config.errors import did_you_mean, format_validation_error
 from ganlab.config.expressions import expression_names
 from ganlab.config.study import (
     MUTABLE_KEYS,
@@ -51,8 +52,10 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
+    if not path.exists():
+        raise ConfigFileMissing(path)
     if not path.is_file():
-        raise ConfigError(path, None, "the file does not exist (or is not a regular file).")
+        raise ConfigError(path, None, "it is a folder, not a file (or not a regular file).")
     try:
         data = yaml.load(path.read_text(), Loader=_StrictLoader)
     except yaml.YAMLError as e:
@@ -67,39 +70,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _format_validation_error(err: ValidationError, prefix: str = "") -> tuple[str, str]:
-    """The first error as (dotted key, sentence); one precise error reads better than a list of ten."""
-    first = err.errors()[0]
-    loc: list[str] = []
-    for i, part in enumerate(first["loc"]):
-        if i > 0 and str(first["loc"][i - 1]) in _DISCRIMINATED_FIELDS:
-            continue  # the union's tag ("ring8"), not a key the user wrote
-        loc.append(str(part))
-    key = ".".join(([prefix] if prefix else []) + loc)
-    cross_field = re.match(r"^Value error, @([\w.]+): (.*)$", first["msg"])
-    if cross_field:  # a validator over several keys names the one to change as "@key: message"
-        loc.append(cross_field.group(1))
-        key = ".".join(([prefix] if prefix else []) + loc)
-        first = {**first, "msg": cross_field.group(2), "input": {}}
-    elif first["msg"].startswith("Value error, "):
-        first = {**first, "msg": first["msg"][len("Value error, "):]}
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key (misspelt, or not valid in this section)."
-    else:
-        got = first.get("input")
-        shown = "" if isinstance(got, dict) else f" (got {got!r})"
-        msg = f"{first['msg']}{shown}."
-    n = len(err.errors())
-    if n > 1:
-        msg += f" ({n - 1} more error{'s' if n > 2 else ''} after this one.)"
-    return key, msg
-
-
 def parse_trial(raw: dict[str, Any], source: str | Path | None = None, prefix: str = "") -> TrialConfig:
     try:
         return TrialConfig.model_validate(raw)
     except ValidationError as e:
-        key, msg = _format_validation_error(e, prefix)
+        key, msg = format_validation_error(e, TrialConfig, prefix)
         raise ConfigError(source, key, msg) from None
 
 
@@ -156,19 +131,22 @@ def load_study(path: str | Path) -> StudyConfig:
     try:
         study = StudyConfig.model_validate(raw)
     except ValidationError as e:
-        key, msg = _format_validation_error(e)
+        key, msg = format_validation_error(e, StudyConfig)
         raise ConfigError(path, key, msg) from None
     base_raw = raw.get("trial", {})
     flat = study.trial.flat()
+    typed = {dotted: _check_axis(path, f"sweep.{dotted}", dotted, axis, study, base_raw)
+             for dotted, axis in study.sweep.items()}
+    study = study.model_copy(update={"sweep": typed})
     for dotted, axis in study.sweep.items():
-        _check_axis(path, f"sweep.{dotted}", dotted, axis, study, base_raw)
         for cond_key, wanted in (axis.when or {}).items():
             if cond_key not in flat and cond_key not in study.sweep:
                 raise ConfigError(path, f"sweep.{dotted}.when.{cond_key}", f"'{cond_key}' is neither a trial key nor swept.")
     for target, expression in study.derived.items():
         key = f"derived.{target}"
         if target not in flat:
-            raise ConfigError(path, key, f"the trial config has no key 'trial.{target}' to derive.")
+            raise ConfigError(path, key, f"the trial config has no key 'trial.{target}' to derive."
+                                         + did_you_mean(target, flat))
         if target in study.sweep or target == "seed":
             raise ConfigError(path, key, f"'{target}' is swept; a key is either swept or derived.")
         try:
@@ -184,7 +162,7 @@ def load_study(path: str | Path) -> StudyConfig:
         raise ConfigError(path, "trial.train.checkpoint_every", f"in a study, trials checkpoint at eval steps: use a "
                           f"multiple of train.eval_every ({t.eval_every}), or 0 for every checkpoint_interval_s.")
     _check_search(path, study)
-    _check_scheduler(path, study, base_raw)
+    study = _check_scheduler(path, study, base_raw)
     if study.confirm is not None and study.confirm_objective() is None:
         raise ConfigError(path, "confirm.metric", "the confirmation phase ranks configurations by a metric: set "
                                                   "confirm.metric and confirm.mode (or search.metric and search.mode).")
@@ -193,9 +171,13 @@ def load_study(path: str | Path) -> StudyConfig:
     return study
 
 
-def _check_axis(path: str | Path, key: str, dotted: str, axis: SweepAxis, study: StudyConfig, base_raw: dict) -> None:
+def _check_axis(path: str | Path, key: str, dotted: str, axis: SweepAxis, study: StudyConfig, base_raw: dict) -> SweepAxis:
+    """Every value the axis can produce is valid for its key; returns the axis with its listed numbers in the
+    key's type (``1`` of a float key becomes ``1.0``), so that Ray Tune and PBT never take a float
+    hyper-parameter for an integer one and round it."""
     if not _key_exists(study.trial, dotted) and not _is_union_member_key(dotted, axis):
-        raise ConfigError(path, key, f"the trial config has no key 'trial.{dotted}' to sweep.")
+        raise ConfigError(path, key, f"the trial config has no key 'trial.{dotted}' to sweep."
+                          + did_you_mean(dotted, study.trial.flat()))
     if dotted == "seed" and study.seeds is not None:
         raise ConfigError(path, key, "seeds are already set by the top-level 'seeds' list; use one of them.")
     if axis.kind in ("uniform", "loguniform") and _key_exists(study.trial, dotted):
@@ -207,11 +189,27 @@ def _check_axis(path: str | Path, key: str, dotted: str, axis: SweepAxis, study:
             )
     # A conditional axis is checked where its condition holds (a GP weight next to the GP loss).
     context = {k: (v[0] if isinstance(v, list) else v) for k, v in (axis.when or {}).items()}
+    typed = []
     for value in axis.probe_values():
         try:
-            apply_overrides(base_raw, {**context, dotted: value})
+            trial = apply_overrides(base_raw, {**context, dotted: value})
         except ConfigError as e:
             raise ConfigError(path, key, f"value {value!r} is invalid for 'trial.{dotted}': {e.message}") from None
+        typed.append(_numeric_as(value, _get_dotted(trial, dotted)))
+    if axis.grid is None and axis.choice is None:
+        return axis
+    return axis.model_copy(update={axis.kind: typed})
+
+
+def _numeric_as(value: Any, parsed: Any) -> Any:
+    """``value`` as written, but a number in the type the config parsed it to (int <-> float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or isinstance(parsed, bool):
+        return value
+    if isinstance(parsed, float) and isinstance(value, int):
+        return float(value)
+    if isinstance(parsed, int) and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 def _is_union_member_key(dotted: str, axis: SweepAxis) -> bool:
@@ -239,10 +237,11 @@ def _check_search(path: str | Path, study: StudyConfig) -> None:
             raise ConfigError(path, "scheduler.name", "PBT mutates configurations itself; use it with grid or random.")
 
 
-def _check_scheduler(path: str | Path, study: StudyConfig, base_raw: dict) -> None:
+def _check_scheduler(path: str | Path, study: StudyConfig, base_raw: dict) -> StudyConfig:
+    """The study, its PBT mutations typed like its sweep axes."""
     s = study.scheduler
     if isinstance(s, FifoSchedulerConfig):
-        return
+        return study
     if s.metric is None and len(study.search.metrics) != 1:
         raise ConfigError(path, "scheduler.metric", f"{s.name} needs one metric to compare trials by: set "
                           "scheduler.metric and scheduler.mode (or a single search.metric).")
@@ -265,7 +264,10 @@ def _check_scheduler(path: str | Path, study: StudyConfig, base_raw: dict) -> No
                 raise ConfigError(path, f"{key}.when", "mutations cannot be conditional.")
             if dotted in study.sweep and study.sweep[dotted].when is not None:
                 raise ConfigError(path, key, "a mutated key cannot also be a conditional sweep axis.")
-            _check_axis(path, key, dotted, axis, study, base_raw)
+        typed = {dotted: _check_axis(path, f"scheduler.mutations.{dotted}", dotted, axis, study, base_raw)
+                 for dotted, axis in s.mutations.items()}
+        return study.model_copy(update={"scheduler": s.model_copy(update={"mutations": typed})})
+    return study
 
 
 def _check_points(path: str | Path, study: StudyConfig, base_raw: dict) -> None:

@@ -183,6 +183,24 @@ class PbtSchedulerConfig(_Strict):
         "clone source is always checkpointed there); false lets fast trials run ahead"
     )
 
+    def bounded(self, values: dict[str, Any]) -> dict[str, Any]:
+        """``values`` with each mutated key kept in its mutation's range: Ray's PBT perturbs a number by x0.8 or
+        x1.2 with no bound, so a value pushed past a bound is clamped to it, and a key whose listed values are
+        integers (``schedule.d_steps``) is rounded to one. Keys not mutated pass through."""
+        out = dict(values)
+        for key, axis in self.mutations.items():
+            value = out.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            listed = axis.grid or axis.choice
+            numbers = [v for v in (listed or []) if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if listed is not None and len(numbers) != len(listed):
+                continue  # a list of names or tuples: PBT only ever picks one of them
+            low, high = (min(numbers), max(numbers)) if listed is not None else axis.uniform or axis.loguniform
+            value = min(max(value, low), high)
+            out[key] = round(value) if listed is not None and all(isinstance(v, int) for v in numbers) else value
+        return out
+
 
 SchedulerConfig = Annotated[
     Union[FifoSchedulerConfig, AshaSchedulerConfig, PbtSchedulerConfig], Field(discriminator="name")

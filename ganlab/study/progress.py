@@ -23,25 +23,37 @@ def describe(overrides: dict[str, Any]) -> str:
     return " ".join(f"{names[k]}={v:.4g}" if isinstance(v, float) else f"{names[k]}={v}" for k, v in overrides.items())
 
 
+def trial_counts(total: int, statuses: dict[str, str], done: set[str], failed: set[str]) -> str:
+    """``8 trials: 3 done, 2 running, 3 pending``: every count adds up to the study's ``total``. ``statuses``:
+    Tune's status of each trial it created (it creates them lazily: the others are pending); ``done`` and
+    ``failed``: trials finished or failed for good, which Tune may not have marked yet."""
+    ended = {i for i, s in statuses.items() if s == "TERMINATED"} | done
+    errored = ({i for i, s in statuses.items() if s == "ERROR"} | failed) - ended
+    running = {i for i, s in statuses.items() if s == "RUNNING"} - ended - errored
+    paused = {i for i, s in statuses.items() if s == "PAUSED"} - ended - errored
+    pending = max(0, total - len(ended) - len(errored) - len(running) - len(paused))
+    parts = [(len(ended), "done"), (len(running), "running"), (len(paused), "paused"), (pending, "pending"),
+             (len(errored), "failed")]
+    shown = [f"{n} {name}" for n, name in parts if n] or ["0 done"]
+    return f"{total} trials: " + ", ".join(shown)
+
+
 class StudyCallback(tune.Callback):
     """Live progress (a table of running trials and counts by state, every ``PROGRESS_EVERY_S`` seconds,
     and one line per finished trial), and the MLflow side of trials whose worker died for good."""
 
-    def __init__(self, study_run: StudyRun, total_steps: int, every_s: float = PROGRESS_EVERY_S):
+    def __init__(self, study_run: StudyRun, total_steps: int, total_trials: int, every_s: float = PROGRESS_EVERY_S):
         self.study_run = study_run
         self.total_steps = total_steps
+        self.total_trials = total_trials
         self.every_s = every_s
         self._latest: dict[str, dict] = {}
+        self._done: set[str] = set()  # Tune calls on_trial_complete before it marks the trial TERMINATED
+        self._failed: set[str] = set()
         self._last_print = 0.0
 
-    @staticmethod
-    def _counts(trials) -> str:
-        names = {"TERMINATED": "done", "ERROR": "failed", "RUNNING": "running", "PENDING": "pending",
-                 "PAUSED": "paused"}
-        states: dict[str, int] = {}
-        for t in trials:
-            states[t.status] = states.get(t.status, 0) + 1
-        return ", ".join(f"{n} {names.get(s, s.lower())}" for s, n in states.items())
+    def _counts(self, trials) -> str:
+        return trial_counts(self.total_trials, {t.trial_id: t.status for t in trials}, self._done, self._failed)
 
     def _print(self, text: str) -> None:
         print(f"[ganlab {time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
@@ -62,15 +74,17 @@ class StudyCallback(tune.Callback):
         if now - self._last_print >= self.every_s:
             self._last_print = now
             running = [t for t in trials if t.status == "RUNNING" and t.trial_id in self._latest]
-            lines = [f"{len(trials)} trials: {self._counts(trials)}"]
+            lines = [self._counts(trials)]
             lines += [f"  {self._row(t, self._latest[t.trial_id])}" for t in running]
             self._print("\n".join(lines))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self._done.add(trial.trial_id)
         result = self._latest.get(trial.trial_id, {})
         self._print(f"done {self._row(trial, result)} | {self._counts(trials)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self._failed.add(trial.trial_id)
         self._print(f"FAILED {describe(trial.config.get('point', trial.config))}; log: {trial.local_path} | "
                     f"{self._counts(trials)}")
         from mlflow.tracking import MlflowClient

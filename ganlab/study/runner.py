@@ -58,8 +58,6 @@ def phase_folder(storage: str | Path, study: StudyConfig, phase: str) -> Path:
 
 def check_objectives(study: StudyConfig, source: str | Path) -> None:
     """Every metric the study optimises, schedules or ranks by must be a diagnostic its trials log."""
-    from ganlab.train.trainer import metric_names
-
     named: list[tuple[str, str]] = [("search.metric", m) for m in study.search.metrics]
     if getattr(study.scheduler, "metric", None):
         named.append(("scheduler.metric", study.scheduler.metric))  # type: ignore[union-attr]
@@ -69,6 +67,8 @@ def check_objectives(study: StudyConfig, source: str | Path) -> None:
         named.append(("artifacts.save_best.metric", study.artifacts.save_best.metric))
     if not named:
         return
+    from ganlab.train.trainer import metric_names  # torch: only when there is a metric to check
+
     known = metric_names(study.trial) | RESULT_KEYS
     if isinstance(study.scheduler, PbtSchedulerConfig):
         known |= {f"hp/{k}" for k in study.scheduler.mutations} | {"hp/lr_d"}

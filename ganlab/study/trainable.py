@@ -24,7 +24,7 @@ import ray
 import torch
 from ray import tune
 
-from ganlab.config import StudyConfig, TrialConfig, apply_overrides
+from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, TrialConfig, apply_overrides
 from ganlab.study.artifacts import TrialArtifacts
 from ganlab.study.progress import describe
 from ganlab.track.logger import TrialLogger
@@ -61,10 +61,17 @@ class GanTrainable(tune.Trainable):
         self._configure(config)
 
     def _configure(self, config: dict[str, Any]) -> None:
+        study = self.context.study
         point = dict(config.get("point", config))
-        self.overrides = self.context.study.resolve(point)
-        self.cfg: TrialConfig = apply_overrides(self.context.study.trial, self.overrides)
-        resources = self.context.study.resources
+        if isinstance(study.scheduler, PbtSchedulerConfig):
+            point = study.scheduler.bounded(point)
+        self.overrides = study.resolve(point)
+        self.invalid: str | None = None  # why a scheduler's configuration cannot be trained: this trial fails alone
+        try:
+            self.cfg: TrialConfig = apply_overrides(study.trial, self.overrides)
+        except ConfigError as e:
+            self.invalid, self.cfg = f"{e.key}: {e.message}", study.trial
+        resources = study.resources
         torch.set_num_threads(max(1, math.floor(resources.cpu)))  # no oversubscription beside other trials
         # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU even
         # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
@@ -93,7 +100,8 @@ class GanTrainable(tune.Trainable):
                 tags["ganlab.gpu_name"] = torch.cuda.get_device_name()
             self.logger = TrialLogger.open(
                 self.context.study_run, self.trial_id, f"{self.trial_id.rsplit('_', 1)[-1]} {describe(self.overrides)}",
-                self.cfg.flat(), tags, self.cfg.model_dump(mode="json"), self.context.spool_folder,
+                {**self.cfg.flat(), **(self.overrides if self.invalid else {})}, tags,
+                self.cfg.model_dump(mode="json"), self.context.spool_folder,
             )
         return self.logger
 
@@ -111,6 +119,8 @@ class GanTrainable(tune.Trainable):
     # --- Tune's interface ---
 
     def step(self) -> dict[str, Any]:
+        if self.invalid is not None:
+            return self._fail_alone()
         io_started = time.perf_counter()
         logger = self._open_logger()
         self.io_s += time.perf_counter() - io_started
@@ -172,6 +182,19 @@ class GanTrainable(tune.Trainable):
             result["done"] = True
         elif checkpoint:
             result["should_checkpoint"] = True
+        return result
+
+    def _fail_alone(self) -> dict[str, Any]:
+        """A configuration no trial can train (a scheduler's perturbation made it invalid): this trial ends
+        FAILED with the reason on its run, and the study goes on."""
+        logger = self._open_logger()
+        reason = f"failed: the configuration this trial was given is invalid ({self.invalid})"
+        logger.end("FAILED", {TAG_STATUS: "failed", TAG_STOP_REASON: reason[:5000]})
+        self.logger, self.completed = None, True
+        result = {"step": self.trainer.iteration, "verdict": "", "diverged": 0, "done": True,
+                  "mlflow_run_id": logger.run_id}
+        for metric, mode in self.context.objectives:
+            result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
         return result
 
     def _cost(self, elapsed: float, start_iteration: int, start_samples: int) -> dict[str, float]:

@@ -25,7 +25,31 @@ class StudyOutcome:
     ray_path: str
 
 
-def _connect(num_cpus: int | None, address: str | None) -> None:
+ADDRESS_PROBE_S = 5.0  # how long a cluster address may take to accept a connection before it counts as absent
+
+
+def probe_address(address: str) -> str | None:
+    """Why nothing answers at ``host:port`` (a short TCP connect), or None. Ray's own client retries an absent
+    address for minutes; this answers in seconds. Other forms (``auto``, ``ray://...``) are left to Ray."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return None
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=ADDRESS_PROBE_S):
+            return None
+    except OSError as e:
+        return (f"Nothing answers at the Ray cluster address {address} ({e.strerror or e}). Start a cluster there "
+                f"(`ray start --head --port {port}` on the head node), find the address of a running one (`ray status` "
+                "on its head node prints it), or leave out --address / RAY_ADDRESS to start a local Ray; nothing was run.")
+
+
+def connect(num_cpus: int | None, address: str | None) -> bool:
+    """Join ``address`` or start a local Ray; a no-op when this process is connected already. True when this
+    call connected (and the caller owns the connection: it shuts it down)."""
+    if ray.is_initialized():
+        return False
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     # Checkpointing at every eval step is by design (it makes resume exact); Tune's warning about it is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -33,8 +57,57 @@ def _connect(num_cpus: int | None, address: str | None) -> None:
         token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
         if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
             os.environ.setdefault("RAY_AUTH_MODE", "token")
-    ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-             log_to_driver=True, configure_logging=True, logging_level="WARNING")
+    # configure_logging=False: the caller decides where Ray's log messages go (`ganlab run`: a file).
+    # address "local": a new Ray for this study, never a cluster some `ray start` left on this machine.
+    ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,
+             log_to_driver=True, configure_logging=False)
+    return True
+
+
+def _fits(resources: dict[str, float], cpu: float, gpu: float) -> bool:
+    return resources.get("CPU", 0.0) >= cpu and resources.get("GPU", 0.0) >= gpu
+
+
+def _describe(resources: dict[str, float]) -> str:
+    return f"{resources.get('CPU', 0):g} CPU, {resources.get('GPU', 0):g} GPU"
+
+
+def resources_problem(study: StudyConfig, address: str | None) -> tuple[str | None, str | None]:
+    """(error, warning) about whether a trial of ``study`` can ever start on the connected Ray: an error when no
+    node can take one and none will be added (this machine, or a cluster without an autoscaler that could add
+    a fitting node), a warning when trials must wait for the autoscaler."""
+    cpu, gpu = study.resources.cpu, study.resources.gpu
+    nodes = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    if any(_fits(r, cpu, gpu) for r in nodes):
+        return None, None
+    have = "; ".join(_describe(r) for r in nodes) or "no node"
+    key = "resources.gpu" if gpu and not any(r.get("GPU", 0) >= gpu for r in nodes) else "resources.cpu"
+    asked = f"each trial asks for {cpu:g} CPU and {gpu:g} GPU ({key})"
+    fix = ("Set resources.gpu: 0 to train on the CPU" if key == "resources.gpu"
+           else "Lower resources.cpu (or give Ray more with --num-cpus)")
+    if address is None:
+        return (f"{asked}, but this machine offers Ray {have}, so no trial could ever start. {fix}, or run the study "
+                "on a cluster that has them (--address); nothing was run."), None
+    groups = _autoscaler_node_groups()
+    if groups is not None and any(_fits(g, cpu, gpu) for g in groups):
+        return None, (f"no node of the cluster at {address} can take a trial now ({have}; {asked}): trials wait "
+                      "until the cluster's autoscaler adds a node that can.")
+    return (f"{asked}, but no node of the cluster at {address} can take one ({have}) and its autoscaler "
+            f"{'cannot add one' if groups is not None else 'is not running'}, so no trial could ever start. {fix}, "
+            "or add such a node to the cluster; nothing was run."), None
+
+
+def _autoscaler_node_groups() -> list[dict[str, float]] | None:
+    """The resources of each node type the cluster's autoscaler may start, or None without an autoscaler."""
+    try:
+        from ray._private.state import state
+
+        config = state.get_cluster_config()
+    except Exception:  # noqa: BLE001 - an internal API: without it, assume no autoscaler
+        return None
+    if config is None:
+        return None
+    return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
 
 
 def run_study(
@@ -62,9 +135,10 @@ def run_study(
         tune.with_parameters(GanTrainable, context=context),
         {"cpu": study.resources.cpu, "gpu": study.resources.gpu},
     )
-    _connect(num_cpus, address)
+    owned = connect(num_cpus, address)  # `ganlab run` connects first, to check the resources; then it owns Ray
     try:
         path = folder / name
+        expected = len(points) if points is not None else study.trial_count()
         if resume and tune.Tuner.can_restore(str(path)):
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
         else:
@@ -84,7 +158,7 @@ def run_study(
                     name=name,
                     storage_path=str(folder),
                     verbose=0,
-                    callbacks=[StudyCallback(study_run, t.steps)],
+                    callbacks=[StudyCallback(study_run, t.steps, expected)],
                     # The trainable asks for checkpoints itself (train.checkpoint_every, else every
                     # checkpoint_interval_s); PBT forces one whenever it clones a trial.
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if pbt else 2),
@@ -93,8 +167,8 @@ def run_study(
             )
         results = tuner.fit()
         # An interrupted fit() returns normally: count what ended against what the study plans.
-        expected = len(points) if points is not None else study.trial_count()
         ended = sum(r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None for r in results)
         return StudyOutcome(len(results), len(results.errors), max(0, expected - ended), results.experiment_path)
     finally:
-        ray.shutdown()
+        if owned:
+            ray.shutdown()

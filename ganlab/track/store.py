@@ -59,6 +59,17 @@ def resolve_tracking_uri(uri: str | None = None, cwd: str | Path | None = None) 
     return uri
 
 
+def missing_store(uri: str) -> Path | None:
+    """The SQLite file a ``sqlite:`` URI names, when it does not exist: opening it would create an empty store,
+    so readers check first (a server's store is the server's)."""
+    from urllib.parse import urlparse
+
+    if not uri.startswith("sqlite:"):
+        return None
+    path = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else Path(urlparse(uri).path)
+    return None if path.is_file() else path
+
+
 def default_artifact_location(uri: str) -> str | None:
     """Artifacts beside a local SQLite store; a tracking server chooses its own."""
     if uri.startswith("sqlite:///"):

@@ -101,7 +101,13 @@ def test_analyze_prints_and_writes_the_table(grid_study, tmp_path):
     proc = subprocess.run(ganlab_cmd("analyze", str(study), "--by", "optim.lr_ratio", "--out", str(out)),
                           cwd=workdir, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "rate converged" in proc.stdout and "8 trials" in proc.stdout
+    assert "converged [95% CI]" in proc.stdout and "8 trials" in proc.stdout
+    table = proc.stdout.split("\n\n")[1].splitlines()  # the header paragraph, then the table
+    assert max(len(line) for line in table) <= 80  # fits an 80-column terminal (the default off a terminal)
+    assert "more column" in proc.stdout and "--wide" in proc.stdout
+    wide = subprocess.run(ganlab_cmd("analyze", str(study), "--by", "optim.lr_ratio", "--wide"), cwd=workdir,
+                          capture_output=True, text=True, timeout=120)
+    assert "rate converged" in wide.stdout and "converged lo" in wide.stdout
     written = pd.read_parquet(out)
     expected = stability_table(load_study("grid", uri), by=["optim.lr_ratio"])
     pd.testing.assert_frame_equal(written, expected, check_dtype=False)
@@ -127,3 +133,28 @@ def test_analyze_never_creates_a_store(tmp_path, clean_env):
                           timeout=60, env=clean_env)
     assert proc.returncode == 2 and "No MLflow store at" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_reading_from_python_never_creates_a_store(tmp_path, monkeypatch, clean_env):
+    """`load_study("quickstart")` in a folder without a store used to create an empty mlflow.db there and
+    raise a bare LookupError: now a catchable StoreNotFound that says where it looked, and nothing written."""
+    import ganlab
+    from ganlab.analysis import StoreNotFound
+    from ganlab.analysis.trials import best_trial
+
+    monkeypatch.chdir(tmp_path)
+    calls = [lambda: load_study("quickstart"), lambda: load_history("quickstart"),
+             lambda: ganlab.load_trial("quickstart/00000"), lambda: best_trial("quickstart", "eval/modes")]
+    for call in calls:
+        with pytest.raises(StoreNotFound, match=str(tmp_path / "mlflow.db")) as info:
+            call()
+        assert isinstance(info.value, LookupError) and "tracking_uri=" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_not_in_the_store_is_a_lookup_error_with_a_suggestion(grid_study):
+    from ganlab.analysis import StudyNotFound
+
+    _, _, uri = grid_study
+    with pytest.raises(StudyNotFound, match="no study named 'gird'.*Did you mean 'grid'"):
+        load_study("gird", uri)

@@ -45,17 +45,17 @@ def test_every_figure_draws_from_frames():
         "run_id": np.repeat(TRIALS["run_id"], 4), "step": np.tile([10, 20, 10, 20], 8),
         "metric": np.tile(["acc/real", "acc/real", "acc/fake", "acc/fake"], 8), "value": 0.5,
     })
-    figures = {
+    drawn = {
         "map": figures.stability_map(TRIALS, "lr", "steps"),
         "verdicts": figures.verdict_counts(TRIALS, ["lr", "steps"]),
         "curves": figures.accuracy_curves(TRIALS, history, ["lr", "steps"]),
         "osc": figures.oscillation(TRIALS, "lr", "steps"),
         "parallel": figures.parallel_coordinates(TRIALS, ["lr", "steps"]),
     }
-    assert len([a for a in figures["curves"].axes if a.get_visible()]) == 4  # one panel per configuration
-    assert figures["osc"].axes[0].get_xscale() == "linear"  # 1 to 4 spans less than LOG_SPAN
-    assert len(figures["verdicts"].axes[0].patches) == 4 * 4  # 4 configurations x 4 verdicts present
-    for fig in figures.values():
+    assert len([a for a in drawn["curves"].axes if a.get_visible()]) == 4  # one panel per configuration
+    assert drawn["osc"].axes[0].get_xscale() == "linear"  # 1 to 4 spans less than LOG_SPAN
+    assert len(drawn["verdicts"].axes[0].patches) == 4 * 4  # 4 configurations x 4 verdicts present
+    for fig in drawn.values():
         png = report._png(fig)
         assert png.startswith(b"\x89PNG")
 

@@ -67,7 +67,33 @@ def test_union_member_key_path_has_no_tag(tmp_path):
     err = error_of(write(tmp_path, BASE.replace("{name: ring8, batch_size: 64}", "{name: grid25, radius: 2}")))
     assert err.key == "trial.data.radius"
     err = error_of(write(tmp_path, BASE.replace("name: ring8", "name: ring9")))
-    assert err.key == "trial.data" and "ring8" in err.message
+    assert err.key == "trial.data.name" and "ring8" in err.message
+
+
+def test_a_misspelt_key_gets_a_suggestion_from_its_own_section(tmp_path):
+    err = error_of(write(tmp_path, BASE.replace("lr_ratio: 2", "lr_ratoi: 2")))
+    assert err.key == "trial.optim.lr_ratoi" and err.message.endswith("Did you mean 'lr_ratio'?")
+    err = error_of(write(tmp_path, BASE + "sweep:\n  optim.lr_ratio: {grdi: [1, 2]}\n"))
+    assert err.key == "sweep.optim.lr_ratio.grdi" and "Did you mean 'grid'?" in err.message
+    err = error_of(write(tmp_path, BASE + "seedz: [1]\n"))
+    assert "Did you mean 'seeds'?" in err.message
+    err = error_of(write(tmp_path, BASE + "sweep:\n  optim.lr_ratoi: {grid: [1, 2]}\n"))
+    assert err.key == "sweep.optim.lr_ratoi" and "Did you mean 'optim.lr_ratio'?" in err.message
+    err = error_of(write(tmp_path, BASE.replace("lr_ratio: 2", "zzz: 2")))
+    assert "Did you mean" not in err.message  # nothing close: no guess
+
+
+def test_a_bad_name_says_the_choices_in_ganlabs_words(tmp_path):
+    err = error_of(write(tmp_path, BASE + "  loss: {name: nonsaturating}\n"))
+    assert err.key == "trial.loss.name"
+    assert err.message.startswith("loss.name 'nonsaturating' is not one of: minimax, non_saturating, hinge, "
+                                  "least_squares, wgan, wgan_gp.")
+    assert err.message.endswith("Did you mean 'non_saturating'?") and "tag" not in err.message
+    err = error_of(write(tmp_path, BASE + "scheduler: {name: ashe, grace_steps: 5}\n"))
+    assert err.key == "scheduler.name" and "Did you mean 'asha'?" in err.message
+    err = error_of(write(tmp_path, BASE + "  model: {activation: rellu}\n"))
+    assert err.key == "trial.model.activation" and "'rellu' is not one of: relu, leaky_relu, elu, tanh." in err.message
+    assert "Did you mean 'relu'?" in err.message
 
 
 def test_duplicate_key_rejected(tmp_path):
@@ -79,7 +105,7 @@ def test_not_yaml_and_missing_file(tmp_path):
     err = error_of(write(tmp_path, "name: [unclosed\n"))
     assert "not valid YAML" in err.message
     err = error_of(tmp_path / "nope.yaml")
-    assert "does not exist" in err.message
+    assert str(err).startswith(f"No such file: '{tmp_path / 'nope.yaml'}'.")
     err = error_of(write(tmp_path, "- a list\n"))
     assert "mapping" in err.message
 
@@ -254,3 +280,28 @@ def test_best_weights_metric_must_be_logged(tmp_path):
     with pytest.raises(ConfigError) as info:
         check_objectives(load_study(path), path)
     assert info.value.key == "artifacts.save_best.metric" and "eval/sliced_w" in info.value.message
+
+
+def test_pbt_perturbations_stay_in_their_mutations_range(tmp_path):
+    """Ray's PBT multiplies by 0.8 or 1.2 without bound: ganlab clamps to the mutation's range and keeps integer
+    keys integers; values it does not mutate pass through."""
+    study = load_study(write(tmp_path, BASE.replace("steps: 20", "steps: 40") + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {grid: [1, 2, 4]}
+        scheduler:
+          name: pbt
+          metric: eq/acc_gap
+          mode: min
+          interval: 10
+          mutations:
+            optim.lr_ratio: {loguniform: [0.25, 8.0]}
+            schedule.d_steps: {grid: [1, 2, 5]}
+        """)))
+    assert study.sweep["optim.lr_ratio"].grid == [1.0, 2.0, 4.0] and all(
+        isinstance(v, float) for v in study.sweep["optim.lr_ratio"].grid)  # a float key's grid holds floats
+    assert all(isinstance(v, int) for v in study.scheduler.mutations["schedule.d_steps"].grid)
+    bounded = study.scheduler.bounded
+    assert bounded({"optim.lr_ratio": 9.6, "schedule.d_steps": 6.0, "seed": 3}) == {
+        "optim.lr_ratio": 8.0, "schedule.d_steps": 5, "seed": 3}
+    assert bounded({"optim.lr_ratio": 0.2, "schedule.d_steps": 1.2}) == {"optim.lr_ratio": 0.25, "schedule.d_steps": 1}
+    assert bounded({"optim.lr_ratio": 3.3}) == {"optim.lr_ratio": 3.3}

@@ -377,3 +377,40 @@ def test_pbt_exploits_at_aligned_checkpoints_and_logs_mutations_as_metrics(tmp_p
         steps = [m.step for m in client.get_metric_history(run_id, "eval/modes")]
         assert sorted(steps) == list(range(50, 401, 50))  # every eval step exactly once
     assert exploits >= 2
+
+
+def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_path, ray_cluster):
+    """studies/pbt.yaml crashed: its grid [.., 1, 2, 4, ..] held YAML integers, so Ray's PBT took lr_ratio for an
+    integer hyper-parameter and rounded every resample (0.31 -> 0, an invalid ratio). Integer grid values and
+    a resample at every exploit: the study finishes, every lr_ratio a trial trains with is a float inside the
+    mutation's range, and d_steps (integers in the study) stays an integer."""
+    address, cluster_env = ray_cluster
+    (tmp_path / "pbt.yaml").write_text("name: pbtint\n" + SHORT.replace("steps: 400", "steps: 200") + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {grid: [1, 4, 16]}
+        scheduler:
+          name: pbt
+          metric: eq/acc_gap
+          mode: min
+          interval: 50
+          quantile: 0.5
+          resample_probability: 1.0
+          mutations:
+            optim.lr_ratio: {loguniform: [0.25, 32.0]}
+            schedule.d_steps: {grid: [1, 2, 3]}
+        max_concurrent: 3
+        """))
+    proc = subprocess.run([GANLAB, "run", "pbt.yaml", "--address", address], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=cluster_env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    client = MlflowClient(uri_of(tmp_path))
+    df = load_study("pbtint", uri_of(tmp_path))
+    assert len(df) == 3 and (df["trial_status"] == "finished").all()
+    ratios, d_steps, exploits = set(), set(), 0
+    for run_id in df["run_id"]:
+        ratios |= {m.value for m in client.get_metric_history(run_id, "hp/optim.lr_ratio")}
+        d_steps |= {m.value for m in client.get_metric_history(run_id, "hp/schedule.d_steps")}
+        exploits += len([e for e in client.get_run(run_id).data.tags.get("ganlab.pbt_exploits", "").splitlines() if e])
+    assert exploits >= 1
+    assert all(0.25 <= r <= 32.0 for r in ratios) and any(r != int(r) for r in ratios), ratios  # resampled floats
+    assert d_steps <= {1.0, 2.0, 3.0}

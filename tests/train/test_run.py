@@ -139,7 +139,7 @@ def test_set_overrides_land_in_config_yaml(tiny):
         (["tiny.yaml", "--set", "optim.betas=[0.5"], ["optim.betas", "not valid YAML"]),
         (["tiny.yaml", "--set", "optim.lr_g"], ["--set optim.lr_g", "KEY=VALUE"]),
         (["tiny.yaml", "--set", "data.name=dirac"], ["model.name", "Dirac"]),
-        (["missing.yaml"], ["missing.yaml", "does not exist"]),
+        (["missing.yaml"], ["No such file: 'missing.yaml'"]),
         (["tiny.yaml", "--resume"], ["--resume", "no checkpoint"]),
     ],
     ids=["unknown_key", "bad_value", "bad_type", "not_yaml", "no_equals", "cross_field", "missing_file", "no_run"],
