@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "studies"
 
 
+@pytest.fixture(autouse=True)
+def torch_state():
+    """Tests may set torch's thread count or seed its global generator; the next test finds both as they were,
+    so no test depends on which ran before it."""
+    import torch
+
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_rng_state(rng)
+
+
 @pytest.fixture
 def sqlite_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"

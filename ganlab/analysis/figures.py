@@ -21,7 +21,8 @@ from ganlab.analysis.tables import VERDICT_ORDER, verdicts_of
 from ganlab.config.study import short_names
 
 VERDICT_COLOURS = {
-    "converged": "#2ca02c", "oscillating": "#ff7f0e", "mode_collapse": "#9467bd", "d_dominates": "#d62728",
+    "converged": "#2ca02c", "oscillating": "#ff7f0e", "drifting": "#bcbd22", "unbalanced": "#17becf",
+    "mode_collapse": "#9467bd", "d_dominates": "#d62728",
     "g_dominates": "#1f77b4", "diverged": "#222222", "failed": "#8c8c8c", "none": "#d9d9d9",
 }
 MAX_PANELS = 24  # per-configuration panels (curves, samples) beyond which the report shows the first ones

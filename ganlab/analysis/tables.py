@@ -10,7 +10,8 @@ import pandas as pd
 from ganlab.analysis.frames import load_study
 
 
-VERDICT_ORDER = ("converged", "oscillating", "mode_collapse", "d_dominates", "g_dominates", "diverged", "failed", "none")
+VERDICT_ORDER = ("converged", "oscillating", "drifting", "unbalanced", "mode_collapse", "d_dominates", "g_dominates",
+                 "diverged", "failed", "none")
 """Verdict columns in this order; ``failed`` is a trial that ended with an error, ``none`` one that logged no
 eval step (a scheduler stopped it before its first)."""
 TABLE_METRICS = (

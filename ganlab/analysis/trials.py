@@ -94,7 +94,13 @@ def best_trial(study: str, metric: str, mode: Literal["min", "max"] | None = Non
     ``eval/fd`` or ``window/eq/acc_gap``); diverged, stopped and failed trials are not candidates."""
     from ganlab.analysis.frames import load_study
 
-    df = load_study(study, resolve_tracking_uri(tracking_uri), **load)
+    return pick_best(load_study(study, resolve_tracking_uri(tracking_uri), **load), metric, mode, study)
+
+
+def pick_best(df, metric: str, mode: Literal["min", "max"] | None = None, study: str = "the study"
+              ) -> tuple[str, float, str]:
+    """``best_trial`` on a ``load_study`` frame: the finished trial with the smallest (``min``) or largest
+    (``max``) finite ``metric``; without ``mode``, max for the metrics in METRIC_MODES, min otherwise."""
     if metric not in df.columns:
         known = ", ".join(sorted(c for c in df.columns if "/" in str(c)))
         raise KeyError(f"no metric {metric!r} in study {study!r}; it has: {known}")

@@ -32,7 +32,8 @@ def _load_for_reading(args: argparse.Namespace, name: str, uri: str):
                      "another store.")
 
 
-VERDICT_SHORT = {"oscillating": "osc", "mode_collapse": "collapse", "d_dominates": "D wins", "g_dominates": "G wins",
+VERDICT_SHORT = {"oscillating": "osc", "drifting": "drift", "unbalanced": "unbal", "mode_collapse": "collapse",
+                 "d_dominates": "D wins", "g_dominates": "G wins",
                  "diverged": "diverged", "failed": "failed", "none": "no eval"}
 
 

@@ -123,7 +123,7 @@ def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | Non
 
 
 
-def _prepare(args: argparse.Namespace, plan: bool = False) -> tuple[StudyConfig, str] | int:
+def _prepare(args: argparse.Namespace, plan: bool = False, phase: str = "search") -> tuple[StudyConfig, str] | int:
     """The checked study, Ray able to run its trials and a reachable store; or the exit code of the
     one-paragraph error (nothing written: Ray is checked before the store is created)."""
     try:
@@ -135,6 +135,15 @@ def _prepare(args: argparse.Namespace, plan: bool = False) -> tuple[StudyConfig,
     uri = _tracking(args)
     if uri is None:
         return EXIT_BAD_INPUT
+    from ganlab.study.runner import ResumeRefused, check_resumable
+
+    try:  # an interrupted run that may not be continued: said before anything starts
+        check_resumable(study, uri, args.storage, phase, True if args.resume else (False if args.fresh else None))
+    except ResumeRefused as e:
+        if phase == "search" and args.resume and _search_finished(study, args):
+            pass  # `ganlab run --resume` of a study whose confirmation was interrupted
+        else:
+            return _fail(str(e))
     if plan:
         print(_plan(study), flush=True)
     logs = LibraryLogs()  # from here on Ray and MLflow start: their own messages go to the study's log file
@@ -146,6 +155,13 @@ def _prepare(args: argparse.Namespace, plan: bool = False) -> tuple[StudyConfig,
         return _fail(problem)
     logs.to_file(Path(args.storage) / study.name / LOG_FILE)
     return study, uri
+
+
+def _search_finished(study: StudyConfig, args: argparse.Namespace) -> bool:
+    from ganlab.study.runner import PhaseState, phase_folder
+
+    state = PhaseState.read(phase_folder(args.storage, study, "search"))
+    return state is not None and state.finished
 
 
 def _start_ray(study: StudyConfig, args: argparse.Namespace, logs: LibraryLogs) -> int | None:
@@ -253,7 +269,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
 
 
 def cmd_confirm(args: argparse.Namespace) -> int:
-    prepared = _prepare(args)
+    prepared = _prepare(args, phase="confirm")
     if isinstance(prepared, int):
         return prepared
     study, uri = prepared

@@ -13,7 +13,16 @@ class DiagnosticsConfig(_Strict):
         True, description="per-step diagnostics (accuracies, D outputs, gradient norms); off leaves only the losses"
     )
     window: int = Field(
-        200, gt=1, description="iterations in the sliding window of the loss-oscillation statistics"
+        200, gt=1, description="iterations in the sliding window of the oscillation statistics (osc/*) and of the "
+        "window mean of D's AUC (d/auc_mean)"
+    )
+    period_alpha: float = Field(
+        0.01, gt=0, lt=1, description="a window's dominant period is reported (osc/<series>_period) only when Fisher's "
+        "g-test against white noise gives p below this (osc/<series>_period_p); the verdict's test too"
+    )
+    period_min_cycles: int = Field(
+        3, ge=1, description="only periods that fit this many times in the window are tested: a slower change is a "
+        "drift (osc/<series>_trend), not an oscillation"
     )
     jacobian: bool = Field(
         False, description="at eval steps, eigenvalues of the game's Jacobian (costly: Hessian-vector products)"
@@ -42,28 +51,46 @@ class DiagnosticsConfig(_Strict):
 
 
 class VerdictConfig(_Strict):
-    """Thresholds of the stability verdict (rules in ``ganlab.diagnose.verdict``, applied to the latest logged window).
+    """Thresholds of the stability verdict (rules in ``ganlab.diagnose.verdict``, applied at each eval step to the
+    latest window). D's balance is read from its AUC (d/auc_mean: threshold-free, the same for every loss); the
+    game's motion from the D loss's oscillation beyond batch noise (osc/loss_d_excess, in the loss's units),
+    its period test and its trend."""
 
-    Accuracies are D's interval-mean accuracy on real and on generated samples (sign-based for critics).
-    """
-
-    converged_gap: float = Field(
-        0.3, ge=0, description="converged needs |acc_real - 1/2| + |acc_fake - 1/2| at most this"
+    d_dominates_auc: float = Field(
+        0.95, gt=0.5, le=1, description="d_dominates when D's AUC reaches this: it tells real from generated almost "
+        "perfectly, and G gets no useful signal"
     )
-    converged_loss_std: float = Field(
-        0.05, ge=0, description="converged needs the D loss's sliding-window std at most this (settled)"
+    g_dominates_auc: float = Field(
+        0.3, ge=0, lt=0.5, description="g_dominates when D's AUC falls to this: D scores generated samples above real "
+        "ones"
+    )
+    converged_auc_gap: float = Field(
+        0.1, ge=0, lt=0.5, description="converged needs |AUC - 1/2| at most this (D cannot tell real from generated); "
+        "unbalanced when settled with a larger gap"
+    )
+    oscillating_excess: float = Field(
+        0.05, ge=0, description="oscillating when the D loss's std beyond batch noise (osc/loss_d_excess) exceeds "
+        "this, in the loss's units (a BCE D loss is 2 ln 2 = 1.39 at the equilibrium)"
+    )
+    periodic_excess: float = Field(
+        0.01, ge=0, description="a significant period (osc/loss_d_period_p < diagnostics.period_alpha) makes a trial "
+        "oscillating when its excess std is at least this: a large batch makes a tiny wobble significant, and a "
+        "verdict must not change with the batch size (the Dirac-GAN, free of batch noise, needs no floor)"
+    )
+    drifting_trend: float = Field(
+        0.1, ge=0, description="drifting (not settled yet) when the straight-line fit of the D loss changes by more "
+        "than this across the window (osc/loss_d_trend, loss units)"
     )
     converged_distance: float = Field(
         1e-2, gt=0, description="Dirac-GAN: converged when ||(theta, psi)|| is at most this"
     )
+    settled_distance_fraction: float = Field(
+        0.05, gt=0, lt=1, description="Dirac-GAN: also converged when the D loss has settled (no oscillation, no "
+        "drift) within this fraction of the starting distance: noise (instance noise, small batches) keeps the "
+        "distance at a floor above converged_distance"
+    )
     diverged_distance_factor: float = Field(
         1.5, gt=1, description="Dirac-GAN: diverged when ||(theta, psi)|| exceeds its first value by this factor"
-    )
-    d_dominates_acc: float = Field(
-        0.95, gt=0.5, le=1, description="d_dominates when D's accuracy on real and on fake both reach this"
-    )
-    g_dominates_acc_fake: float = Field(
-        0.05, ge=0, lt=0.5, description="g_dominates when D's accuracy on generated samples falls to this"
     )
     mode_collapse_fraction: float = Field(
         0.5, gt=0, le=1, description="mode_collapse when fewer than this fraction of the data's modes are covered"

@@ -47,11 +47,13 @@ class Collector:
 
 
 class SlidingWindow:
-    """The last ``size`` values of a per-step series, for oscillation statistics."""
+    """The last ``size`` values of one per-step series, or of ``width`` series pushed together (one row per
+    step), for the oscillation statistics. ``values()`` is in the order the steps happened."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, width: int | None = None):
         self.size = size
-        self._buf = torch.zeros(size, dtype=torch.float64)
+        self.width = width
+        self._buf = torch.zeros(size if width is None else (size, width), dtype=torch.float64)
         self._n = 0
 
     def push(self, value: torch.Tensor | float) -> None:
@@ -66,4 +68,7 @@ class SlidingWindow:
         self._n = state["n"]
 
     def values(self) -> torch.Tensor:
-        return self._buf[: min(self._n, self.size)]
+        """The window, oldest step first: (n,), or (n, width) for several series."""
+        if self._n <= self.size:
+            return self._buf[: self._n]
+        return torch.roll(self._buf, -(self._n % self.size), dims=0)

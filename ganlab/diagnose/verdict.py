@@ -1,15 +1,27 @@
-"""One stability verdict per trial, from the diagnostics of the latest logged window.
+"""One stability verdict per trial, from the diagnostics of the latest window; every reason names the figures
+that decided it. Thresholds: ``VerdictConfig`` (and ``DiagnosticsConfig.period_alpha``), each overridable.
 
-Rules, first match wins (thresholds: ``VerdictConfig``, each a study-overridable value):
-1. ``diverged``: a non-finite loss, |loss| > explode_loss, a gradient norm > explode_grad, or (Dirac-GAN)
-   the distance to the equilibrium grew by diverged_distance_factor over the run.
-2. Dirac-GAN: ``converged`` when ||(theta, psi)|| <= converged_distance, else ``oscillating``.
-3. ``d_dominates``: D's accuracy on real and on fake both >= d_dominates_acc (G gets no useful signal).
-4. ``mode_collapse``: fewer than mode_collapse_fraction of the data's modes covered (mixtures).
-5. ``g_dominates``: D's accuracy on generated samples <= g_dominates_acc_fake (D takes fakes for real).
-6. ``converged``: |acc_real - 1/2| + |acc_fake - 1/2| <= converged_gap and the D loss's window std
-   <= converged_loss_std (near the equilibrium and settled).
-7. ``oscillating``: everything else (near-balanced but not settled, or drifting).
+Rules, first match wins:
+1. ``diverged``: a non-finite loss, |loss| > explode_loss, a gradient norm > explode_grad, or (Dirac-GAN) the
+   distance to the equilibrium grew by diverged_distance_factor from where the run started.
+2. Dirac-GAN only: ``converged`` when ||(theta, psi)|| <= converged_distance, or when the D loss has settled
+   (rules 6 and 7 pass) within settled_distance_fraction of the starting distance (noise keeps a floor);
+   then rules 6, 7 and 9.
+3. ``d_dominates``: D's AUC (window mean) >= d_dominates_auc: it tells real from generated almost perfectly.
+4. ``mode_collapse``: fewer than mode_collapse_fraction of the data's modes covered (mixtures, digits).
+5. ``g_dominates``: D's AUC <= g_dominates_auc: D scores generated samples above real ones.
+6. ``oscillating``: the D loss moves beyond batch noise: its excess std > oscillating_excess, or its window
+   has a significant period (Fisher's g, p < period_alpha) with an excess std of at least periodic_excess.
+7. ``drifting``: not oscillating, but the D loss still changes steadily: |trend over the window| >
+   drifting_trend. Not settled yet.
+8. ``converged``: settled (rules 6 and 7 passed) and balanced: |AUC - 1/2| <= converged_auc_gap.
+9. ``unbalanced``: settled away from 50/50: D (AUC above 1/2) or G (below) keeps a steady edge that does not
+   dominate. What is left once every other rule failed is exactly this, so it is named for it.
+
+Balance is read from the AUC rather than thresholded accuracies: the AUC is blind to D's offset and scale, so
+it means the same for BCE, least squares and critics (whose sign accuracy is arbitrary), and a D at 1/2
+everywhere cannot flip it by a tiny offset. Motion is read beyond batch noise, so a settled trial keeps its
+verdict when only the batch size changes.
 """
 
 from __future__ import annotations
@@ -19,14 +31,9 @@ from dataclasses import dataclass, field
 
 from ganlab.config import VerdictConfig
 
-VERDICTS = ("converged", "oscillating", "mode_collapse", "d_dominates", "g_dominates", "diverged")
-
-
-def _acc(metrics: dict[str, float], which: str) -> float | None:
-    for prefix in ("acc", "acc_sign"):
-        if f"{prefix}/{which}" in metrics:
-            return metrics[f"{prefix}/{which}"]
-    return None
+VERDICTS = ("converged", "oscillating", "drifting", "unbalanced", "mode_collapse", "d_dominates", "g_dominates",
+            "diverged")
+DEFAULT_ALPHA = 0.01  # DiagnosticsConfig.period_alpha's default
 
 
 @dataclass
@@ -35,21 +42,41 @@ class VerdictTracker:
 
     cfg: VerdictConfig
     n_modes: int | None = None
+    alpha: float = DEFAULT_ALPHA
     first_distance: float | None = None
     latest: dict[str, float] = field(default_factory=dict)
-    verdict: str = "oscillating"
+    verdict: str = "unbalanced"
     reason: str = "no diagnostics yet"
 
     def update(self, metrics: dict[str, float]) -> tuple[str, str]:
         self.latest.update(metrics)
         if self.first_distance is None and "eval/dirac_distance" in metrics:
             self.first_distance = metrics["eval/dirac_distance"]
-        self.verdict, self.reason = judge(self.latest, self.cfg, self.n_modes, self.first_distance)
+        self.verdict, self.reason = judge(self.latest, self.cfg, self.n_modes, self.first_distance, self.alpha)
         return self.verdict, self.reason
 
 
+def _motion(m: dict[str, float], cfg: VerdictConfig, alpha: float, floor: float | None = None) -> tuple[str | None, str]:
+    """("oscillating" | "drifting" | None, the figures): how the D loss moves beyond batch noise. ``floor``: the
+    excess a significant period needs (default periodic_excess)."""
+    excess, noise = m.get("osc/loss_d_excess", math.nan), m.get("osc/loss_d_noise", math.nan)
+    p, period = m.get("osc/loss_d_period_p", math.nan), m.get("osc/loss_d_period", math.nan)
+    trend = m.get("osc/loss_d_trend", math.nan)
+    if excess > cfg.oscillating_excess:
+        return "oscillating", (f"D loss oscillates beyond batch noise: excess std {excess:.3g} > {cfg.oscillating_excess:g} "
+                               f"(batch noise {noise:.3g})")
+    floor = cfg.periodic_excess if floor is None else floor
+    if p < alpha and excess >= floor:
+        return "oscillating", (f"D loss has a period of {period:.0f} iterations (Fisher p = {p:.2g} < {alpha:g}; "
+                               f"excess std {excess:.3g})")
+    if abs(trend) > cfg.drifting_trend:
+        return "drifting", f"D loss still drifts: {trend:+.3g} across the window (|trend| > {cfg.drifting_trend:g})"
+    return None, (f"D loss settled: excess std {excess:.3g} <= {cfg.oscillating_excess:g}, no period (p = {p:.2g}), "
+                  f"trend {trend:+.3g}")
+
+
 def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
-          first_distance: float | None = None) -> tuple[str, str]:
+          first_distance: float | None = None, alpha: float = DEFAULT_ALPHA) -> tuple[str, str]:
     for key in ("loss/d", "loss/g"):
         if key in m and not math.isfinite(m[key]):
             return "diverged", f"{key} is {m[key]}"
@@ -64,18 +91,24 @@ def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
             return "diverged", f"distance to equilibrium grew {d / first_distance:.2f}x"
         if d <= cfg.converged_distance:
             return "converged", f"distance to equilibrium {d:.3g} <= {cfg.converged_distance:g}"
-        return "oscillating", f"distance to equilibrium {d:.3g} neither shrinks below nor grows"
-    real, fake = _acc(m, "real"), _acc(m, "fake")
-    if real is None or fake is None:
-        return "oscillating", "no accuracy logged yet"
-    if real >= cfg.d_dominates_acc and fake >= cfg.d_dominates_acc:
-        return "d_dominates", f"D accuracy real {real:.2f}, fake {fake:.2f} >= {cfg.d_dominates_acc:g}"
+        motion, why = _motion(m, cfg, alpha, floor=0.0)  # noise-free: any significant period is the game's
+        if motion is None and first_distance and d <= cfg.settled_distance_fraction * first_distance:
+            return "converged", (f"distance to equilibrium {d:.3g} <= {cfg.settled_distance_fraction:g} of its start "
+                                 f"{first_distance:.3g}, and {why}")
+        return motion or "unbalanced", f"distance to equilibrium {d:.3g}; {why}"
+    auc = m.get("d/auc_mean")
+    if auc is None or not math.isfinite(auc):
+        return "unbalanced", "no AUC logged yet"
+    if auc >= cfg.d_dominates_auc:
+        return "d_dominates", f"D's AUC {auc:.2f} >= {cfg.d_dominates_auc:g}: it tells real from generated"
     if n_modes and "eval/modes" in m and m["eval/modes"] < cfg.mode_collapse_fraction * n_modes:
         return "mode_collapse", f"{m['eval/modes']:.0f} of {n_modes} modes covered"
-    if fake <= cfg.g_dominates_acc_fake:
-        return "g_dominates", f"D accuracy on fakes {fake:.2f} <= {cfg.g_dominates_acc_fake:g}"
-    gap = abs(real - 0.5) + abs(fake - 0.5)
-    std = m.get("osc/loss_d_std", math.inf)
-    if gap <= cfg.converged_gap and std <= cfg.converged_loss_std:
-        return "converged", f"accuracy gap {gap:.2f} and D loss std {std:.3f} within bounds"
-    return "oscillating", f"accuracy gap {gap:.2f}, D loss std {std:.3f}"
+    if auc <= cfg.g_dominates_auc:
+        return "g_dominates", f"D's AUC {auc:.2f} <= {cfg.g_dominates_auc:g}: it scores generated above real"
+    motion, why = _motion(m, cfg, alpha)
+    if motion is not None:
+        return motion, f"{why}; AUC {auc:.2f}"
+    if abs(auc - 0.5) <= cfg.converged_auc_gap:
+        return "converged", f"{why}; balanced: AUC {auc:.2f} within {cfg.converged_auc_gap:g} of 1/2"
+    side = "D" if auc > 0.5 else "G"
+    return "unbalanced", f"{why}; but {side} keeps an edge: AUC {auc:.2f} (|AUC - 1/2| > {cfg.converged_auc_gap:g})"

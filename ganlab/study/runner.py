@@ -71,7 +71,7 @@ def check_objectives(study: StudyConfig, source: str | Path) -> None:
 
     known = metric_names(study.trial) | RESULT_KEYS
     if isinstance(study.scheduler, PbtSchedulerConfig):
-        known |= {f"hp/{k}" for k in study.scheduler.mutations} | {"hp/lr_d"}
+        known |= {f"hp/{k}" for k in study.scheduler.mutations} | {"hp/lr_g", "hp/lr_d"}
     for key, metric in named:
         if metric not in known:
             close = sorted(k for k in known if metric.split("/")[-1] in k) or sorted(known)
@@ -95,6 +95,33 @@ class PhaseResult:
     ray_path: str
 
 
+def check_resumable(study: StudyConfig, tracking_uri: str, storage: str | Path, phase: str = "search",
+                    resume: bool | None = None) -> PhaseState | None:
+    """The interrupted run this invocation continues (None: it starts a new one); ``ResumeRefused`` when it may
+    not continue it. Reads only the study folder, so ``ganlab run`` checks this before starting anything."""
+    folder = phase_folder(storage, study, phase)
+    state = PhaseState.read(folder)
+    unfinished = state is not None and not state.finished
+    if resume is True and not unfinished:
+        raise ResumeRefused(f"there is no interrupted '{phase}' run of study '{study.name}' in {folder} to resume; "
+                            "run without --resume to start one.")
+    if not unfinished or resume is False:
+        return None
+    assert state is not None
+    if state.study_digest != study.digest():
+        old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
+        key = _first_difference(old, study.model_dump(mode="json")) if old else "?"
+        raise ResumeRefused(
+            f"the study file changed since its interrupted run started (first difference: '{key}'), so "
+            f"resuming would mix two studies. Restore the file, or pass --fresh to start a new run "
+            f"(the interrupted one stays in MLflow as {state.parent_run_id})."
+        )
+    if state.tracking_uri != tracking_uri:
+        raise ResumeRefused(f"the interrupted run logs to {state.tracking_uri}, not {tracking_uri}; pass "
+                            f"--tracking-uri {state.tracking_uri} to resume it, or --fresh.")
+    return state
+
+
 def run_phase(
     study: StudyConfig,
     study_file: Path,
@@ -114,25 +141,10 @@ def run_phase(
     from ganlab.track.store import TAG_SWEPT, end_run, reopen_run, start_study_run
 
     folder = phase_folder(storage, study, phase)
-    state = PhaseState.read(folder)
-    unfinished = state is not None and not state.finished
-    if resume is True and not unfinished:
-        raise ResumeRefused(f"there is no interrupted '{phase}' run of study '{study.name}' in {folder} to resume; "
-                            "run without --resume to start one.")
-    continuing = unfinished and resume is not False
+    state = check_resumable(study, tracking_uri, storage, phase, resume)
+    continuing = state is not None
     if continuing:
         assert state is not None
-        if state.study_digest != study.digest():
-            old = json.loads((folder / "study.json").read_text()) if (folder / "study.json").is_file() else {}
-            key = _first_difference(old, study.model_dump(mode="json")) if old else "?"
-            raise ResumeRefused(
-                f"the study file changed since its interrupted run started (first difference: '{key}'), so "
-                f"resuming would mix two studies. Restore the file, or pass --fresh to start a new run "
-                f"(the interrupted one stays in MLflow as {state.parent_run_id})."
-            )
-        if state.tracking_uri != tracking_uri:
-            raise ResumeRefused(f"the interrupted run logs to {state.tracking_uri}, not {tracking_uri}; pass "
-                                f"--tracking-uri {state.tracking_uri} to resume it, or --fresh.")
         points = state.points
         parent_run_id = state.parent_run_id
         reopen_run(tracking_uri, parent_run_id)
@@ -142,8 +154,9 @@ def run_phase(
 
         study_run: StudyRun = study_run_of(tracking_uri, parent_run_id, study.name)
     else:
-        if unfinished and state is not None:
-            end_run(tracking_uri, state.parent_run_id, "KILLED")  # superseded by --fresh
+        superseded = PhaseState.read(folder)
+        if superseded is not None and not superseded.finished:
+            end_run(tracking_uri, superseded.parent_run_id, "KILLED")  # superseded by --fresh
         study_run = start_study_run(
             tracking_uri, study.name, study_file, study.search_space(),
             {TAG_SWEPT: json.dumps(study.swept_keys), PHASE_TAG: phase, **(parent_tags or {})},

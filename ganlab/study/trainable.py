@@ -145,7 +145,8 @@ class GanTrainable(tune.Trainable):
         self.io_s += time.perf_counter() - io_started
         if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
             hp = {f"hp/{k}": float(v) for k, v in self.overrides.items() if k in self.context.mutated}
-            hp["hp/lr_d"] = self.cfg.optim.lr_d
+            # what the optimisers really step with, read back from them: a mutation that never reached them shows
+            hp["hp/lr_g"], hp["hp/lr_d"] = self.trainer.learning_rates()
             logger.log_metrics(self.trainer.iteration, hp)
             self.latest.update(hp)
         diverged = bool(last and last.stopped)

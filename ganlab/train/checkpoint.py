@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: noise-aware series window, AUC window
 MODELS_FORMAT = 1  # of export_models' dict (model/final.pt, model/best.pt)
 EXPORT_CHECK_BATCH = 16  # inputs whose outputs are stored with exported weights
 
@@ -61,11 +61,12 @@ def state_of(trainer) -> dict[str, Any]:
         "opt_d": trainer.opt_d.state_dict(),
         "rngs": {name: g.get_state() for name, g in trainer.rngs.items()},
         "stats": trainer.stats.state_dict(),
-        "windows": {"d": trainer.d_loss_window.state_dict(), "g": trainer.g_loss_window.state_dict(),
+        "windows": {"series": trainer.series_window.state_dict(), "auc": trainer.auc_window.state_dict(),
                     "delta": trainer.delta_window.state_dict()},
         "last_params": trainer._last_params,
         "verdict": {"first_distance": trainer.verdict.first_distance, "latest": trainer.verdict.latest},
     }
+
 
 def restore(trainer, state: dict[str, Any], same_trajectory: bool = True) -> None:
     """``same_trajectory=False`` is population-based training's exploit: the state of another trial,
@@ -86,8 +87,8 @@ def restore(trainer, state: dict[str, Any], same_trajectory: bool = True) -> Non
     for name, g in trainer.rngs.items():
         g.set_state(state["rngs"][name])
     trainer.stats.load_state_dict(state["stats"])
-    trainer.d_loss_window.load_state_dict(state["windows"]["d"])
-    trainer.g_loss_window.load_state_dict(state["windows"]["g"])
+    trainer.series_window.load_state_dict(state["windows"]["series"])
+    trainer.auc_window.load_state_dict(state["windows"]["auc"])
     trainer.delta_window.load_state_dict(state["windows"]["delta"])
     trainer._last_params = state["last_params"]
     trainer.verdict.first_distance = state["verdict"]["first_distance"]

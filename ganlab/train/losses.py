@@ -34,25 +34,37 @@ def decision_threshold(name: str) -> float:
     return DECISION_THRESHOLD.get(name, 0.0)
 
 
-def discriminator_loss(name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+def discriminator_terms(name: str, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample terms of D's loss on its real and its generated samples: the loss is the mean of each
+    summed, and their per-sample variances give the batch's noise floor."""
     if name in ("minimax", "non_saturating"):
-        return F.softplus(-real).mean() + F.softplus(fake).mean()  # 2 ln 2 at D = 1/2
+        return F.softplus(-real), F.softplus(fake)  # -log D(x), -log(1 - D(G(z))): 2 ln 2 summed at D = 1/2
     if name in ("wgan", "wgan_gp"):
-        return fake.mean() - real.mean()
+        return -real, fake
     if name == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+        return F.relu(1 - real), F.relu(1 + fake)
     if name == "least_squares":
-        return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())
+        return 0.5 * (real - 1).pow(2), 0.5 * fake.pow(2)
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def discriminator_loss(name: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    on_real, on_fake = discriminator_terms(name, real, fake)
+    return on_real.mean(-1) + on_fake.mean(-1)
+
+
+def generator_terms(name: str, fake: torch.Tensor) -> torch.Tensor:
+    """Per-sample terms of G's loss: the loss is their mean."""
+    if name == "minimax":
+        return -F.softplus(fake)  # log(1 - D(G(z))): -ln 2 at equilibrium
+    if name == "non_saturating":
+        return F.softplus(-fake)  # -log D(G(z)): ln 2 at equilibrium
+    if name in ("wgan", "wgan_gp", "hinge"):
+        return -fake
+    if name == "least_squares":
+        return 0.5 * (fake - 1).pow(2)
     raise ValueError(f"unknown loss {name!r}")
 
 
 def generator_loss(name: str, fake: torch.Tensor) -> torch.Tensor:
-    if name == "minimax":
-        return -F.softplus(fake).mean()  # E log(1 - D(G(z))): -ln 2 at equilibrium
-    if name == "non_saturating":
-        return F.softplus(-fake).mean()  # -E log D(G(z)): ln 2 at equilibrium
-    if name in ("wgan", "wgan_gp", "hinge"):
-        return -fake.mean()
-    if name == "least_squares":
-        return 0.5 * (fake - 1).pow(2).mean()
-    raise ValueError(f"unknown loss {name!r}")
+    return generator_terms(name, fake).mean(-1)

@@ -21,17 +21,29 @@ import torch
 
 from ganlab.config import AdamConfig, RmspropConfig, SgdConfig, TrialConfig
 from ganlab.data import make_dataset
-from ganlab.diagnose.balance import d_accuracy
-from ganlab.diagnose.oscillation import dominant_period, oscillation, zero_crossing_rate
+from ganlab.diagnose.balance import acc_gap, binomial_var, d_accuracy, d_auc
+from ganlab.diagnose.oscillation import beyond_noise, periodicity, zero_crossing_rate
 from ganlab.diagnose.stats import Collector, SlidingWindow
 from ganlab.diagnose.verdict import VerdictTracker
 from ganlab.train import checkpoint
 from ganlab.train.evaluation import Evaluator
-from ganlab.train.losses import CRITICS, EQUILIBRIUM_LOSS, decision_threshold, discriminator_loss, generator_loss
+from ganlab.train.losses import (
+    CRITICS,
+    EQUILIBRIUM_LOSS,
+    decision_threshold,
+    discriminator_loss,
+    discriminator_terms,
+    generator_loss,
+    generator_terms,
+)
 from ganlab.train.models import build_models
 from ganlab.train.regularizers import clip_weights, instance_noise_sigma, wgan_gp_penalty, zero_centered_penalty
 
 CheckpointMismatch = checkpoint.CheckpointMismatch  # what resuming under another config raises
+
+# The per-iteration series whose oscillation is measured beyond batch noise (osc/<series>_*), in the order of
+# the columns of the trainer's series window: each series' value, then its noise variance.
+SERIES = ("loss_d", "loss_g", "acc_real", "acc_fake")
 
 
 
@@ -40,7 +52,7 @@ class StepReport:
     step: int  # training iterations so far: the x-axis of every metric
     metrics: dict[str, float]
     evaluated: bool  # the metrics include the eval/* figures
-    verdict: str = "oscillating"
+    verdict: str = "unbalanced"
     reason: str = ""
     stopped: bool = False  # training ended early (diverged): this is the last report
 
@@ -72,6 +84,12 @@ def _norm(tensors) -> torch.Tensor:
     if not tensors:
         return torch.zeros(())
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(tensors)))
+
+
+def _mean_var(values: torch.Tensor) -> torch.Tensor:
+    """The variance of the mean of ``values``, from their own spread (0 for a single value: nothing to tell)."""
+    n = values.numel()
+    return values.var() / n if n > 1 else torch.zeros((), dtype=values.dtype, device=values.device)
 
 
 def _flat_params(model: torch.nn.Module) -> torch.Tensor:
@@ -114,12 +132,17 @@ class Trainer:
         self._d_sampled_names = ("grad/d",) + (("d/prob_real", "d/prob_fake") if self._bce else ())
         self._sample_now = True  # set per iteration by train_step: is this iteration's end logged?
         self.stats = Collector()
-        self.d_loss_window = SlidingWindow(cfg.diagnostics.window)
-        self.g_loss_window = SlidingWindow(cfg.diagnostics.window)
-        self.delta_window = SlidingWindow(cfg.diagnostics.window)  # E D(x) - E D(G(z)) per iteration
+        window = cfg.diagnostics.window
+        self.series_window = SlidingWindow(window, 2 * len(SERIES))  # per iteration: each series and its noise
+        self.delta_window = SlidingWindow(window)  # E D(x) - E D(G(z)) per iteration
+        self.auc_window = SlidingWindow(max(1, window // cfg.train.log_every))  # d/auc of each logged step
+        self._d_series: list[torch.Tensor] = []  # this iteration's D steps: loss, its noise, accuracies, theirs
+        self._g_series: list[torch.Tensor] = []
         self._last_params = {"g": _flat_params(self.G), "d": _flat_params(self.D)}
         n_modes = {"digits": 10, "stacked_digits": 1000}.get(cfg.data.name, getattr(self.data, "n_modes", None))
-        self.verdict = VerdictTracker(cfg.verdict, n_modes)
+        self.verdict = VerdictTracker(cfg.verdict, n_modes, cfg.diagnostics.period_alpha)
+        if cfg.model.name == "dirac":  # the distance the run starts from: what diverging and settling compare to
+            self.verdict.first_distance = math.hypot(cfg.model.theta0, cfg.model.psi0)
         self.iteration = 0
         self.g_steps = 0
         self.d_steps = 0
@@ -183,16 +206,27 @@ class Trainer:
         loss, reg, real_out, fake_out = self.discriminator_objective(real_in, fake_in, self.rngs["noise"])
         self.opt_d.zero_grad(set_to_none=True)
         (loss if reg is self._zero else loss + reg).backward()
-        self._delta = real_out.detach().mean() - fake_out.detach().mean()
+        real_out, fake_out = real_out.detach(), fake_out.detach()
+        self._delta = real_out.mean() - fake_out.mean()
+        # The batch's own noise: the variance of its mean loss is each term's per-sample variance over B
+        on_real, on_fake = discriminator_terms(self.cfg.loss.name, real_out, fake_out)
+        loss_noise = _mean_var(on_real) + _mean_var(on_fake)
+        if self._sample_now:  # D's ranking of real above generated, sampled at the logged iteration (a sort)
+            auc, auc_var = d_auc(real_out, fake_out)
+            self.stats.report(("d/auc", "d/auc_noise"), torch.stack([auc, auc_var.sqrt()]))
         if not self.cfg.diagnostics.per_step:
             self.stats.report(("loss/d", "reg/d"), torch.stack([loss.detach(), reg.detach()]))
+            nan = torch.full((), math.nan, dtype=torch.float64, device=loss_noise.device)
+            self._d_series.append(torch.stack([loss.detach().double(), loss_noise.double(), nan, nan, nan, nan]))
             return loss.detach()
         # Diagnostics from the outputs this step computed anyway, for the D that produced them (pre-update),
         # stacked into one tensor: one accumulation per step, no host sync.
-        real_out, fake_out = real_out.detach(), fake_out.detach()
         acc_real, acc_fake = d_accuracy(real_out - self.threshold, fake_out - self.threshold)
         stats = [loss.detach(), reg.detach(), acc_real, acc_fake, real_out.mean(), fake_out.mean()]
         self.stats.report(self._d_names, torch.stack([t.to(torch.float32) for t in stats]))
+        n_real, n_fake = real_out.numel(), fake_out.numel()
+        self._d_series.append(torch.stack([loss.detach().double(), loss_noise.double(), acc_real,
+                                           binomial_var(acc_real, n_real), acc_fake, binomial_var(acc_fake, n_fake)]))
         if self._sample_now:  # the costlier statistics: sampled at the iteration that is logged
             sampled = [_norm(p.grad for p in self.D.parameters())]
             if self._bce:
@@ -210,10 +244,12 @@ class Trainer:
         """G's loss at the current (G, D), gradients left in G's ``.grad``; D is frozen meanwhile."""
         toggle_grad(self._d_params, False)
         fake = self.G(self._latents(self.cfg.data.batch_size, self.rngs["z"]))
-        loss = self.generator_objective(self._noisy(fake))
+        terms = generator_terms(self.cfg.loss.name, self.D(self._noisy(fake)))
+        loss = terms.mean()
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.stats.report("loss/g", loss)
+        self._g_series.append(torch.stack([loss.detach(), _mean_var(terms.detach())]).double())
         if self.cfg.diagnostics.per_step and self._sample_now:
             self.stats.report("grad/g", _norm(p.grad for p in self.G.parameters()))
         return loss.detach()
@@ -245,21 +281,32 @@ class Trainer:
         nxt = self.iteration + 1
         self._sample_now = nxt % t.log_every == 0 or nxt == t.steps
         if s.mode == "simultaneous":
-            d_losses = [self.discriminator_grads()]
-            g_losses = [self.generator_grads()]  # same point: neither player has moved yet
+            self.discriminator_grads()
+            self.generator_grads()  # same point: neither player has moved yet
             self.discriminator_update()
             self.generator_update()
         else:
-            d_block = lambda: [self.discriminator_step() for _ in range(s.d_steps)]  # noqa: E731
-            g_block = lambda: [self.generator_step() for _ in range(s.g_steps)]  # noqa: E731
-            if s.order == "d_first":
-                d_losses, g_losses = d_block(), g_block()
-            else:
-                g_losses, d_losses = g_block(), d_block()
+            blocks = [lambda: [self.discriminator_step() for _ in range(s.d_steps)],
+                      lambda: [self.generator_step() for _ in range(s.g_steps)]]
+            for block in blocks if s.order == "d_first" else blocks[::-1]:
+                block()
         self.iteration += 1
-        self.d_loss_window.push(d_losses[0] if len(d_losses) == 1 else torch.stack(d_losses).mean())
-        self.g_loss_window.push(g_losses[0] if len(g_losses) == 1 else torch.stack(g_losses).mean())
+        self.series_window.push(torch.cat([self._iteration_series(self._d_series, (1, 3, 5)),
+                                           self._iteration_series(self._g_series, (1,))])[[0, 1, 6, 7, 2, 3, 4, 5]])
+        self._d_series, self._g_series = [], []
         self.delta_window.push(self._delta)
+
+    @staticmethod
+    def _iteration_series(steps: list[torch.Tensor], noise_columns: tuple[int, ...]) -> torch.Tensor:
+        """An iteration's value of each series: the mean over its D (or G) steps, whose batches are independent,
+        so a mean of k steps has 1/k of their mean noise variance."""
+        if len(steps) == 1:
+            return steps[0]
+        k = len(steps)
+        mean = torch.stack(steps).mean(0)
+        scale = torch.ones_like(mean)
+        scale[list(noise_columns)] = 1.0 / k
+        return mean * scale
 
     # --- what gets logged ----------------------------------------------------------------------
 
@@ -268,16 +315,15 @@ class Trainer:
         if f"{self.acc}/real" in metrics:
             real, fake = metrics[f"{self.acc}/real"], metrics[f"{self.acc}/fake"]
             metrics[f"{self.acc}/mean"] = (real + fake) / 2
-            metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)
+            metrics["eq/acc_gap"] = acc_gap(real, fake)
         reference = EQUILIBRIUM_LOSS.get(self.cfg.loss.name)
         if reference is not None:
             metrics["eq/loss_d_gap"] = metrics["loss/d"] - reference[0]
             metrics["eq/loss_g_gap"] = metrics["loss/g"] - reference[1]
-        for name, window in (("loss_d", self.d_loss_window), ("loss_g", self.g_loss_window)):
-            values = window.values()
-            for stat, value in oscillation(values).items():
-                metrics[f"osc/{name}_{stat}"] = value
-            metrics[f"osc/{name}_period"] = dominant_period(values)
+        metrics.update(self._oscillation_metrics())
+        if "d/auc" in metrics:
+            self.auc_window.push(metrics["d/auc"])
+            metrics["d/auc_mean"] = float(self.auc_window.values().mean())
         metrics["osc/delta_zcr"] = zero_crossing_rate(self.delta_window.values())
         for player, model in (("g", self.G), ("d", self.D)):
             now = _flat_params(model)
@@ -289,6 +335,24 @@ class Trainer:
         metrics["progress/d_steps"] = float(self.d_steps)
         metrics["progress/real_samples"] = float(self.d_steps * self.cfg.data.batch_size)
         return metrics
+
+    def _oscillation_metrics(self) -> dict[str, float]:
+        """osc/<series>_{std, ptp, noise, excess, trend, period, period_p} over the window, every series at once."""
+        window = self.series_window.values()
+        if window.shape[0] == 0:
+            return {}
+        values, noise = window[:, 0::2].T, window[:, 1::2].T  # (series, n)
+        d = self.cfg.diagnostics
+        period, p = periodicity(values, d.period_min_cycles, d.period_alpha)
+        stats = {"std": values.std(-1, unbiased=False), "ptp": values.amax(-1) - values.amin(-1),
+                 **beyond_noise(values, noise), "period": period, "period_p": p}
+        stats = {k: v.tolist() for k, v in stats.items()}
+        keep = SERIES if self.cfg.diagnostics.per_step else SERIES[:2]  # accuracies only with per-step diagnostics
+        return {f"osc/{name}_{k}": float(v[i]) for i, name in enumerate(SERIES) if name in keep for k, v in stats.items()}
+
+    def learning_rates(self) -> tuple[float, float]:
+        """(lr_g, lr_d) as the optimisers hold them."""
+        return self.opt_g.param_groups[0]["lr"], self.opt_d.param_groups[0]["lr"]
 
     @property
     def eval_generator(self) -> torch.nn.Module:

@@ -1,6 +1,7 @@
 """ganlab.analysis.figures and .report: the figures on hand-made frames, then `ganlab report` on a real finished study, opened in
 headless Chromium with the network cut off (screenshot kept in test-artifacts/)."""
 
+import math
 import re
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import ARTIFACTS, chromium, ganlab_cmd
 from ganlab.analysis import figures, report
-from ganlab.analysis import load_study
+from ganlab.analysis import load_study, stability_table
 
 TRIALS = pd.DataFrame({
     "run_id": [f"r{i}" for i in range(8)],
@@ -55,6 +56,17 @@ def test_every_figure_draws_from_frames():
     assert len([a for a in drawn["curves"].axes if a.get_visible()]) == 4  # one panel per configuration
     assert drawn["osc"].axes[0].get_xscale() == "linear"  # 1 to 4 spans less than LOG_SPAN
     assert len(drawn["verdicts"].axes[0].patches) == 4 * 4  # 4 configurations x 4 verdicts present
+    # what they draw is the frames' numbers: the map's cells, the bars' heights, the curves' points
+    cells = drawn["map"].axes[0].images[0].get_array()
+    assert cells.tolist() == [[1.0, 0.5], [0.0, 0.5]]  # steps 1: 2/2 at lr 1, 1/2 at lr 4; steps 2: 0/2, 1/2
+    texts = {t.get_text() for t in drawn["map"].axes[0].texts}
+    assert {"2/2", "1/2", "0/2", "2 mode collapse", "1 oscillating", "1 failed"} <= texts
+    heights = [p.get_width() for p in drawn["verdicts"].axes[0].patches]  # horizontal bars: a count is a width
+    assert sum(heights) == len(TRIALS) and sorted(h for h in heights if h) == [1, 1, 1, 1, 2, 2]
+    for ax in [a for a in drawn["curves"].axes if a.get_visible()]:
+        assert all(set(line.get_ydata()) <= {0.5} for line in ax.lines if len(line.get_xdata()) == 2)
+    points = {tuple(p) for c in drawn["osc"].axes[0].collections for p in c.get_offsets().tolist()}
+    assert {(1.0, 0.1), (4.0, 0.9), (1.0, 0.05)} <= points  # (lr, D-loss peak to peak) of trials
     for fig in drawn.values():
         png = report._png(fig)
         assert png.startswith(b"\x89PNG")
@@ -109,9 +121,20 @@ def test_report_is_one_offline_html_file_that_renders(grid_study, tmp_path):
     assert html.count('<img class="figure"') == len(figures)
     # self-contained: nothing is fetched from anywhere
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html) and "<link" not in html
-    # the table's numbers are the study's
+    # the table's numbers are the study's: every cell of the stability table, in order, as the report shows it
     df = load_study("grid", uri)
     assert f"{len(df)} trials" in html and all(run in html for run in df["trial"])
+    table = stability_table(df)
+    rows = re.findall(r"<tr>(.*?)</tr>", html[html.index(">rate converged<"):])[: len(table)]
+    assert len(rows) == len(table)
+    for shown, (_, expected) in zip(rows, table.iterrows()):
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", shown)
+        assert len(cells) == len(expected)
+        for cell, value in zip(cells, expected):
+            if isinstance(value, float) and math.isnan(value):
+                assert cell == ""
+            elif isinstance(value, (int, float, np.number)):
+                assert float(cell) == pytest.approx(float(value), rel=5e-3, abs=5e-3)
     attached = MlflowClient(uri).download_artifacts(df["parent_run_id"][0], "report/report.html", str(tmp_path))
     assert Path(attached).read_text() == html  # --attach: the same file on the study's parent run
 
@@ -133,3 +156,21 @@ def test_a_failed_report_writes_nothing(grid_study, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "'optim.lr'" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.integration
+def test_report_axes_choose_the_stability_maps_axes(grid_study, tmp_path):
+    """--axes x,y: the map (and the oscillation figure) are drawn against the keys asked for, not the default."""
+    workdir, _, _ = grid_study
+    texts = {}
+    for name, extra in (("default", []), ("swapped", ["--axes", "schedule.d_steps,optim.lr_ratio"])):
+        out = tmp_path / name / "report.html"
+        proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out), *extra), cwd=workdir, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        texts[name] = out.read_text()
+    assert "against lr_ratio." in texts["default"] and "against d_steps." in texts["swapped"]
+    df, by = load_study("grid", f"sqlite:///{workdir / 'mlflow.db'}"), ["optim.lr_ratio", "schedule.d_steps"]
+    assert figures.choose_axes(df, by, ["schedule.d_steps", "optim.lr_ratio"]) == ("schedule.d_steps", "optim.lr_ratio")
+    drawn = figures.stability_map(df, "schedule.d_steps", "optim.lr_ratio").axes[0]
+    assert drawn.get_xlabel() == "d_steps" and drawn.get_ylabel() == "lr_ratio"

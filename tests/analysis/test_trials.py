@@ -4,6 +4,7 @@ FD) run by `ganlab run` on local Ray with a real MLflow store, then load_trial, 
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -124,3 +125,28 @@ def test_d_probe_is_logged_with_its_random_d_baseline_and_is_deterministic(digit
     again = d_feature_probe(D)
     assert again == d_feature_probe(D)  # deterministic
     assert again == pytest.approx(trained["value"].iloc[-1], abs=1e-12)  # and the value the trial logged
+
+
+def test_a_tampered_weights_artifact_is_refused_by_load_trial_and_sample(digits, tmp_path):
+    """One weight changed in the stored model/final.pt (its recorded outputs left as they were): load_trial raises
+    with the reason, `ganlab sample` exits 1 and writes nothing. The original is restored afterwards."""
+    from urllib.parse import urlparse
+
+    workdir, uri, run_id = digits
+    path = Path(urlparse(MlflowClient(uri).get_run(run_id).info.artifact_uri).path) / "model" / "final.pt"
+    original = path.read_bytes()
+    state = torch.load(path, weights_only=True)
+    first = next(iter(state["D"]))
+    state["D"][first] = state["D"][first].clone()
+    state["D"][first].view(-1)[0] += 1e-3
+    torch.save(state, path)
+    try:
+        with pytest.raises(RuntimeError, match="the loaded D does not reproduce the outputs recorded"):
+            ganlab.load_trial(run_id, uri)
+        assert ganlab.load_trial(run_id, uri, verify=False).run_id == run_id  # the explicit way past it
+        proc = sample(workdir, run_id, "-o", str(tmp_path / "s.npz"))
+        assert proc.returncode == 1 and "does not reproduce" in proc.stderr, proc.stderr
+        assert not (tmp_path / "s.npz").exists()
+    finally:
+        path.write_bytes(original)
+    assert ganlab.load_trial(run_id, uri).run_id == run_id

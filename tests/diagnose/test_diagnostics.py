@@ -32,7 +32,11 @@ def test_sliding_window_keeps_last_values():
     w = SlidingWindow(3)
     for v in [1, 2, 3, 4, 5]:
         w.push(v)
-    assert sorted(w.values().tolist()) == [3.0, 4.0, 5.0]
+    assert w.values().tolist() == [3.0, 4.0, 5.0]  # oldest first: trends and periods need the steps' order
+    rows = SlidingWindow(2, width=3)
+    for v in range(4):
+        rows.push(torch.tensor([v, 10 * v, 100 * v]))
+    assert rows.values().tolist() == [[2.0, 20.0, 200.0], [3.0, 30.0, 300.0]]
     w2 = SlidingWindow(10)
     w2.push(7)
     assert w2.values().tolist() == [7.0]
@@ -84,22 +88,25 @@ def test_no_high_quality_sample():
 
 # --- oscillation period, zero crossings, distances ---------------------------------------------------
 
-from ganlab.diagnose.oscillation import dominant_period, zero_crossing_rate  # noqa: E402
+from ganlab.diagnose.oscillation import periodicity, zero_crossing_rate  # noqa: E402
 from ganlab.diagnose.samples import frechet_distance, gaussian_stats, sliced_wasserstein  # noqa: E402
 
 
-@pytest.mark.parametrize("period", [10, 25, 40])
+@pytest.mark.parametrize("period", [10, 25, 40, 63])
 def test_dominant_period_of_a_sine_on_a_trend(period):
+    """The trend is removed first; the period is read between Fourier frequencies (63 is not n/k for n=400)."""
     t = torch.arange(400, dtype=torch.float64)
     series = 1.386 + 0.002 * t + 0.3 * torch.sin(2 * math.pi * t / period)
-    assert dominant_period(series) == pytest.approx(period, rel=0.05)
+    found, p = periodicity(series)
+    assert found.item() == pytest.approx(period, rel=0.02) and p.item() < 1e-10
 
 
 def test_constant_series_has_no_period_and_no_crossings():
     flat = torch.full((200,), 0.693, dtype=torch.float64)
-    assert math.isnan(dominant_period(flat))
+    found, p = periodicity(flat)
+    assert math.isnan(found.item()) and p.item() == 1.0
     assert zero_crossing_rate(flat) == 0.0
-    assert math.isnan(dominant_period(flat[:4]))
+    assert math.isnan(periodicity(flat[:4])[0].item())  # too short to test
 
 
 def test_zero_crossing_rate():

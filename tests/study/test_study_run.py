@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -75,12 +76,23 @@ def test_progress_and_summary_printed(study_dir):
     assert len([l for l in summary[1:] if " finished " in l]) == N
 
 
+def parent_of(proc: subprocess.CompletedProcess) -> str:
+    """The parent run a `ganlab run` wrote to, from its closing lines."""
+    import re
+
+    return re.search(r"parent run ([0-9a-f]{32})", proc.stdout).group(1)
+
+
 def test_one_parent_and_n_children(uri, study_dir):
+    """The fixture's invocation: one parent run and one child per trial (another test of this module adds a
+    second invocation, so runs are selected by the parent this one printed)."""
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.data.tags.get("ganlab.kind") == "study"]
-    children = [r for r in runs if r.data.tags.get("ganlab.kind") == "trial"]
+    mine = parent_of(study_dir[2])
+    parents = [r for r in runs if r.data.tags.get("ganlab.kind") == "study" and r.info.run_id == mine]
+    children = [r for r in runs if r.data.tags.get("ganlab.kind") == "trial"
+                and r.data.tags.get("mlflow.parentRunId") == mine]
     assert len(parents) == 1 and len(children) == N
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -108,14 +120,22 @@ def test_store_and_results_live_in_the_working_directory(study_dir):
     assert not (workdir / "mlruns").exists()
 
 
-def test_load_study_one_row_per_trial(uri):
-    df = load_study("tiny", tracking_uri=uri)
+def test_load_study_one_row_per_trial(uri, study_dir, tmp_path):
+    """One row per trial, and each diagnostic its final value: the last row of the trial's own full-resolution
+    history (what the trainer reported at its last logged or eval step), not merely a plausible number."""
+    df = load_study("tiny", tracking_uri=uri, run=parent_of(study_dir[2]))
     assert len(df) == N
     assert sorted(df["optim.lr_ratio"].unique()) == RATIOS
     assert sorted(df["seed"].unique()) == SEEDS
     assert (df["status"] == "FINISHED").all()
-    for col in ("acc/real", "acc/fake", "osc/loss_d_std", "eval/modes", "eval/hq_fraction"):
-        assert df[col].between(0, 8).all(), col
+    client = MlflowClient(uri)
+    for row in df.itertuples():
+        history = pd.read_parquet(client.download_artifacts(row.run_id, "diagnostics.parquet", str(tmp_path)))
+        final = history.set_index("step").loc[STEPS]
+        for col in ("acc/real", "acc/fake", "osc/loss_d_std", "eval/modes", "eval/hq_fraction", "loss/d"):
+            assert df.loc[row.Index, col] == pytest.approx(final[col], rel=1e-12), col
+    assert df["acc/real"].between(0, 1).all() and df["eval/hq_fraction"].between(0, 1).all()
+    assert df["eval/modes"].isin(range(9)).all()  # modes of the 8-Gaussian ring: whole numbers 0..8
     assert df["progress/g_steps"].eq(STEPS).all()
 
 

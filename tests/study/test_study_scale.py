@@ -67,11 +67,14 @@ def _clean(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def snapshot(workdir: Path, name: str) -> dict:
-    """Everything a researcher reads back: every run's status, final metrics and full histories."""
+def snapshot(workdir: Path, name: str, parent: str | None = None) -> dict:
+    """Everything a researcher reads back: every run's status, final metrics and full histories (of one parent
+    run and its trials, with ``parent``)."""
     client = MlflowClient(uri_of(workdir))
     experiment = client.get_experiment_by_name(name)
     runs = client.search_runs([experiment.experiment_id])
+    if parent is not None:
+        runs = [r for r in runs if parent in (r.info.run_id, r.data.tags.get("mlflow.parentRunId"))]
     out = {"statuses": sorted((r.data.tags["ganlab.kind"], r.info.status) for r in runs)}
     for r in runs:
         if r.data.tags["ganlab.kind"] != "trial":
@@ -150,6 +153,11 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
         assert "ganlab run study.yaml --resume" in (tmp_path / "driver.log").read_text()
         # a graceful stop leaves nothing RUNNING
         assert "RUNNING" not in {s for _, s in snapshot(tmp_path, "resumable")["statuses"]}
+        # the interrupted run logs to this store: resuming into another is refused, naming both, and runs nothing
+        other = f"sqlite:///{tmp_path / 'other.db'}"
+        refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", other, expect=2)
+        assert f"logs to {uri_of(tmp_path)}, not {other}" in refused.stderr and "--fresh" in refused.stderr
+        assert refused.stderr.strip().count("\n") == 0
     else:  # resuming refuses a changed study file, naming the key, and runs nothing
         (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
         refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", expect=2)
@@ -160,6 +168,23 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
     assert "Resuming the interrupted search" in resumed.stdout
     assert snapshot(tmp_path, "resumable") == reference  # same runs, same values, every step exactly once
     assert len(load_study("resumable", uri_of(tmp_path), run="all")) == 4  # no duplicate trial runs
+
+
+def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, tmp_path):
+    """--fresh beside an interrupted run: that run is closed (KILLED, kept in MLflow) and a new parent run trains
+    every trial from the start, to the uninterrupted study's numbers."""
+    proc = start(tmp_path)
+    wait_for_step(tmp_path, proc, 200)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    interrupted = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
+    fresh = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", "--fresh")
+    assert "Resuming" not in fresh.stdout
+    client = MlflowClient(uri_of(tmp_path))
+    assert client.get_run(interrupted["parent_run_id"]).info.status == "KILLED"
+    new = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
+    assert new["parent_run_id"] != interrupted["parent_run_id"] and new["finished"] is True
+    assert snapshot(tmp_path, "resumable", parent=new["parent_run_id"]) == reference
 
 
 def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path):
@@ -175,7 +200,10 @@ def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path
     assert snapshot(tmp_path, "resumable") == reference
 
 
-def _running_trial_run(client, proc, workdir: Path, min_step: int):
+def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int | None = None):
+    """A trial that is running and has logged through ``min_step`` but not past ``max_step`` (by default
+    min_step + 200 of its 1000 steps): hundreds of iterations before it ends, so a kill lands mid-trial."""
+    max_step = min_step + 200 if max_step is None else max_step
     deadline = time.time() + 240
     while time.time() < deadline:
         assert proc.poll() is None, (workdir / "driver.log").read_text()[-3000:]
@@ -184,7 +212,8 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int):
                                       "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
         except Exception:  # noqa: BLE001 - the store is being created
             runs = []
-        victim = next((r for r in runs if int(r.data.tags.get("ganlab.logged_through", -1)) >= min_step), None)
+        victim = next((r for r in runs if min_step <= int(r.data.tags.get("ganlab.logged_through", -1)) <= max_step),
+                      None)
         if victim is not None:
             return victim
         time.sleep(0.2)
@@ -317,33 +346,60 @@ def _optuna_dashboard_lists(storage: str, study_name: str, n_trials: int) -> Non
         dashboard.wait(timeout=30)
 
 
-def test_asha_stops_trials_early_and_says_why(tmp_path):
+def cluster(ray_cluster) -> tuple[str, dict]:
+    """(--address, env) of the shared test cluster, for `run`."""
+    address, cluster_env = ray_cluster
+    return address, {k: cluster_env[k] for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+
+
+def test_asha_stops_trials_early_and_says_why(tmp_path, ray_cluster):
+    """ASHA's arithmetic, from what it recorded: a trial stops at a rung grace_steps x reduction_factor^k, at the
+    iteration of that rung, because the value it reported there (its history's) is worse than the rung's
+    cutoff; stopped and finished trials add up to the study."""
+    address, auth = cluster(ray_cluster)
     (tmp_path / "asha.yaml").write_text("name: asha\n" + SHORT + textwrap.dedent("""
         sweep:
           optim.lr_ratio: {grid: [0.25, 1.0, 4.0, 16.0]}
         scheduler: {name: asha, metric: eq/acc_gap, mode: min, grace_steps: 100, reduction_factor: 2}
         max_concurrent: 2
         """))
-    proc = run(tmp_path, "run", "asha.yaml", "--num-cpus", "2")
+    proc = run(tmp_path, "run", "asha.yaml", "--address", address, **auth)
     df = load_study("asha", uri_of(tmp_path))
     stopped = df[df["trial_status"] == "stopped"]
-    assert 1 <= len(stopped) < len(df)
-    assert (stopped["status"] == "KILLED").all() and (stopped["progress/g_steps"] < 400).all()
-    for _, row in stopped.iterrows():
-        assert row["stop_reason"].startswith("asha: stopped at iteration") and "cutoff" in row["stop_reason"]
-        assert row["stop_reason"] in proc.stdout  # the summary says it too
     finished = df[df["trial_status"] == "finished"]
+    assert 1 <= len(stopped) < len(df) and len(stopped) + len(finished) == len(df) == 4
+    assert (stopped["status"] == "KILLED").all() and (stopped["progress/g_steps"] < 400).all()
+    client = MlflowClient(uri_of(tmp_path))
+    gaps = {row.run_id: pd.read_parquet(client.download_artifacts(row.run_id, "diagnostics.parquet",
+                                                                  str(tmp_path / row.run_id))).set_index("step")
+            ["eq/acc_gap"] for row in df.itertuples()}
+    for _, row in stopped.iterrows():
+        reason = re.match(r"asha: stopped at iteration (\d+) of 400 \(rung (\d+)\): eq/acc_gap = ([\d.e-]+), not "
+                          r"below the rung's cutoff ([\d.e-]+) \(the best 1/2 continue\)", row["stop_reason"])
+        assert reason, row["stop_reason"]
+        at, rung, value, cutoff = int(reason.group(1)), int(reason.group(2)), float(reason.group(3)), float(reason.group(4))
+        assert rung in (100, 200) and at == rung == gaps[row["run_id"]].index.max()  # grace x 2^k; it went no further
+        assert value == pytest.approx(gaps[row["run_id"]][rung], rel=1e-3)  # the value it reported at the rung
+        assert value > cutoff  # minimising: worse than the cutoff
+        others = [g[rung] for r, g in gaps.items() if r != row["run_id"] and rung in g.index]
+        assert others and min(others) <= cutoff <= max(others + [value])  # a cutoff among what the rung saw
+        assert row["stop_reason"] in proc.stdout  # the summary says it too
     assert (finished["progress/g_steps"] == 400).all() and (finished["status"] == "FINISHED").all()
     # `ganlab confirm` on the finished search: the best configuration by mean gap, with one new seed
     confirm = run(tmp_path, "confirm", "asha.yaml", "--top", "1", "--seeds", "1", "--metric", "eq/acc_gap",
-                  "--mode", "min", "--num-cpus", "2")
+                  "--mode", "min", "--address", address, **auth)
     assert "Stability across seeds (confirmation phase)" in confirm.stdout
     confirmed = load_study("asha", uri_of(tmp_path), phase="confirm")
     best = df.sort_values("eq/acc_gap").iloc[0]["optim.lr_ratio"]
     assert confirmed["optim.lr_ratio"].tolist() == [best] and confirmed["seed"].tolist() == [1]
 
 
-def test_pbt_exploits_at_aligned_checkpoints_and_logs_mutations_as_metrics(tmp_path):
+def test_pbt_exploits_at_aligned_checkpoints_and_applies_its_perturbations(tmp_path, ray_cluster):
+    """Exploits happen at perturbation steps; each applies a perturbation (x0.8 or x1.2 of the source's value,
+    kept in range: resampling is off so that is the only move), the optimisers step with the mutated learning
+    rates (read back from them as hp/lr_d), and a mutated d_steps changes how many D updates an iteration
+    makes (progress/d_steps)."""
+    address, cluster_env = ray_cluster
     (tmp_path / "pbt.yaml").write_text("name: pbt\n" + SHORT + textwrap.dedent("""
         sweep:
           optim.lr_ratio: {grid: [0.25, 1.0, 4.0, 16.0]}
@@ -352,31 +408,47 @@ def test_pbt_exploits_at_aligned_checkpoints_and_logs_mutations_as_metrics(tmp_p
           metric: eq/acc_gap
           mode: min
           interval: 100
+          resample_probability: 0.0
           mutations:
             optim.lr_ratio: {loguniform: [0.25, 16.0]}
             schedule.d_steps: {grid: [1, 2, 3]}
         max_concurrent: 4
         """))
-    proc = run(tmp_path, "run", "pbt.yaml", "--num-cpus", "2")
+    proc = subprocess.run([GANLAB, "run", "pbt.yaml", "--address", address], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=cluster_env)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "no checkpoint for trial" not in proc.stdout + proc.stderr  # checkpoints aligned with the interval
     client = MlflowClient(uri_of(tmp_path))
     df = load_study("pbt", uri_of(tmp_path))
     assert len(df) == 4 and (df["status"] == "FINISHED").all()
-    exploits = 0
+    exploits, moved, d_changed = 0, 0, 0
     for run_id in df["run_id"]:
         tags = client.get_run(run_id).data.tags
-        events = [e for e in tags.get("ganlab.pbt_exploits", "").splitlines() if e]
-        exploits += len(events)
-        for event in events:
+        for event in [e for e in tags.get("ganlab.pbt_exploits", "").splitlines() if e]:
+            exploits += 1
             step = int(re.match(r"iteration (\d+): cloned", event).group(1))
             assert step % 100 == 0  # exploits happen at perturbation steps, in training iterations
-        hp = sorted(client.get_metric_history(run_id, "hp/optim.lr_ratio"), key=lambda m: m.step)
-        assert [m.step for m in hp] == list(range(50, 401, 50))
-        if events:  # the mutated value shows up in the metric right after the exploit
-            assert len({m.value for m in hp}) > 1
+            ratio = re.search(r"optim.lr_ratio ([\d.e-]+) -> ([\d.e-]+)", event)
+            if ratio:
+                before, after = float(ratio.group(1)), float(ratio.group(2))
+                assert after in [pytest.approx(min(max(before * f, 0.25), 16.0)) for f in (0.8, 1.2)], event
+                moved += 1
+            d_changed += "schedule.d_steps" in event
+        hp = {key: {m.step: m.value for m in client.get_metric_history(run_id, f"hp/{key}")}
+              for key in ("optim.lr_ratio", "schedule.d_steps", "lr_g", "lr_d")}
+        assert sorted(hp["lr_d"]) == list(range(50, 401, 50))
+        for step, lr_d in hp["lr_d"].items():  # the optimisers hold the mutated rates
+            assert hp["lr_g"][step] == pytest.approx(1e-3)
+            assert lr_d == pytest.approx(1e-3 * hp["optim.lr_ratio"][step])
+        history = pd.read_parquet(client.download_artifacts(run_id, "diagnostics.parquet", str(tmp_path / run_id)))
+        d_steps = history.set_index("step")["progress/d_steps"]
+        for s in range(10, 400, 10):
+            if s % 50:  # both ends inside one report interval: no clone in between
+                report = (s // 50 + 1) * 50
+                assert (d_steps[s + 10] - d_steps[s]) / 10 == hp["schedule.d_steps"][report], (run_id, s)
         steps = [m.step for m in client.get_metric_history(run_id, "eval/modes")]
         assert sorted(steps) == list(range(50, 401, 50))  # every eval step exactly once
-    assert exploits >= 2
+    assert exploits >= 2 and moved >= 1 and d_changed >= 1
 
 
 def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_path, ray_cluster):
@@ -414,3 +486,77 @@ def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_pa
     assert exploits >= 1
     assert all(0.25 <= r <= 32.0 for r in ratios) and any(r != int(r) for r in ratios), ratios  # resampled floats
     assert d_steps <= {1.0, 2.0, 3.0}
+
+
+def test_optuna_gets_the_penalty_for_a_diverged_trial_and_complete_for_an_asha_stop(tmp_path, ray_cluster):
+    """What Optuna records: a trial that diverged (its objective undefined) reports the search's penalty with
+    diverged = 1, never NaN (a NaN would leave the Optuna trial RUNNING forever); a trial ASHA stopped is
+    COMPLETE with the value it had; every Optuna trial ends COMPLETE."""
+    address, auth = cluster(ray_cluster)
+    (tmp_path / "opt.yaml").write_text("name: optasha\n" + SHORT.replace("steps: 400", "steps: 200") + textwrap.dedent("""
+        sweep:
+          optim.lr_g: {choice: [1.0e-3, 80.0]}
+          optim.lr_ratio: {loguniform: [0.25, 4.0]}
+        search: {algorithm: optuna, metric: eq/acc_gap, mode: min, seed: 0, startup_trials: 8, penalty: 12345.0}
+        scheduler: {name: asha, grace_steps: 50, reduction_factor: 2}
+        num_samples: 8
+        max_concurrent: 2
+        """).replace("optim: {lr_g: 1.0e-3}", "optim: {name: sgd, lr_g: 1.0e-3}").replace(
+        "model: {width: 16, depth: 1}", "model: {width: 16, depth: 1}\n  loss: {name: wgan, clip: 1.0e6}"))
+    run(tmp_path, "run", "opt.yaml", "--address", address, **auth)
+    storage = f"sqlite:///{tmp_path / 'ganlab_studies' / 'optasha' / 'search' / 'optuna.db'}"
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    df = load_study("optasha", uri_of(tmp_path))
+    assert len(trials) == len(df) == 8 and all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    by_config = {(t.params["optim.lr_g"], t.params["optim.lr_ratio"]): t.values[0] for t in trials}
+    diverged = df[df["trial_status"] == "diverged"]
+    assert len(diverged) >= 1 and (diverged["optim.lr_g"] == 80.0).all()
+    for i in diverged.index:
+        assert by_config[(80.0, df.loc[i, "optim.lr_ratio"])] == 12345.0  # the penalty, not NaN
+    results = [json.loads(line) for p in (tmp_path / "ganlab_studies" / "optasha" / "search").rglob("result.json")
+               for line in p.read_text().splitlines() if line.strip()]
+    assert any(r.get("diverged") == 1 and r.get("eq/acc_gap") == 12345.0 for r in results)
+    stopped = df[df["trial_status"] == "stopped"]
+    assert len(stopped) >= 1
+    for i in stopped.index:  # COMPLETE with the truncated trial's own last value
+        config = (df.loc[i, "optim.lr_g"], df.loc[i, "optim.lr_ratio"])
+        assert by_config[config] == pytest.approx(df.loc[i, "eq/acc_gap"], rel=1e-6)
+
+
+def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, ray_cluster):
+    """SIGINT while the confirmation runs; `ganlab run` again continues the confirmation (not the finished
+    search, not a new confirmation): the same configurations and seeds, every trial finished once."""
+    address, auth = cluster(ray_cluster)
+    (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT.replace("steps: 400", "steps: 600") + textwrap.dedent("""
+        sweep:
+          optim.lr_ratio: {grid: [1.0, 4.0]}
+        search: {metric: eq/acc_gap, mode: min}
+        confirm: {top: 1, seeds: 2}
+        max_concurrent: 2
+        checkpoint_interval_s: 1
+        """))
+    log = (tmp_path / "driver.log").open("w")
+    proc = subprocess.Popen([GANLAB, "run", "conf.yaml", "--address", address], cwd=tmp_path, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=env(**auth))
+    state_file = tmp_path / "ganlab_studies" / "conf" / "confirm" / "state.json"
+    deadline = time.time() + 300
+    while not (state_file.is_file() and re.search(r"step +[1-9]\d\d/600", (tmp_path / "driver.log").read_text()
+                                                  .split("Confirmation phase")[-1])):
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    first = json.loads(state_file.read_text())
+    assert first["finished"] is False
+    again = run(tmp_path, "run", "conf.yaml", "--address", address, **auth)
+    assert "its confirmation phase was interrupted: continuing it" in again.stdout
+    assert "Stability across seeds (confirmation phase)" in again.stdout
+    done = json.loads(state_file.read_text())
+    assert done["finished"] is True and done["parent_run_id"] == first["parent_run_id"]
+    assert done["points"] == first["points"] and len(done["points"]) == 2
+    confirm = load_study("conf", uri_of(tmp_path), phase="confirm")
+    assert len(confirm) == 2 and (confirm["trial_status"] == "finished").all()
+    assert sorted(confirm["seed"]) == [1, 2] and (confirm["progress/g_steps"] == 600).all()
+    search = load_study("conf", uri_of(tmp_path), phase="search")
+    assert len(search) == 2 and search["parent_run_id"].nunique() == 1  # the search was not run again

@@ -1,0 +1,197 @@
+"""Planted faults: tests that pass on correct code must fail on wrong code.
+
+Each fault below changes one line of ganlab (a formula, a threshold, a sign, a comparison) the way a slip of
+the keyboard would. The runner applies them one at a time to a scratch copy of the package, runs the fast
+tests that cover that code, and reports which faults the tests *killed* (some test failed) and which
+*survived* (every test passed: a hole in the suite). None may survive; when code changes, its faults change
+with it (tests/test_planted_faults.py fails on a fault whose line no longer exists).
+
+    .venv/bin/python tests/planted_faults.py [--jobs 2] [--only SUBSTRING]
+
+Prints a table and exits 1 if any fault survived.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Fault:
+    file: str  # under ganlab/
+    original: str  # text that occurs exactly once in the file
+    planted: str  # what it becomes
+    tests: str  # space-separated test paths (or node ids) that must catch it
+    what: str  # the slip, in words
+
+
+FAULTS = [
+    # --- losses ---------------------------------------------------------------------------------------------
+    Fault("train/losses.py", 'DECISION_THRESHOLD = {"least_squares": 0.5}', 'DECISION_THRESHOLD = {"least_squares": 0.0}',
+          "tests/train/test_trainer_metrics.py", "LSGAN decides real/fake at 0 instead of 0.5"),
+    Fault("train/losses.py", '"minimax": (2 * math.log(2), -math.log(2))', '"minimax": (2 * math.log(2), math.log(2))',
+          "tests/train/test_trainer_metrics.py tests/train/test_losses.py", "minimax G equilibrium loss sign flipped"),
+    Fault("train/losses.py", "return F.softplus(-real).mean() + F.softplus(fake).mean()",
+          "return F.softplus(real).mean() + F.softplus(fake).mean()", "tests/train/test_losses.py",
+          "BCE D loss on real samples with the wrong sign"),
+    Fault("train/losses.py", "return fake.mean() - real.mean()", "return real.mean() - fake.mean()",
+          "tests/train/test_losses.py tests/train/test_dirac.py", "WGAN critic maximises the wrong difference"),
+    Fault("train/losses.py", "return F.relu(1 - real).mean() + F.relu(1 + fake).mean()",
+          "return F.relu(1 - real).mean() + F.relu(1 - fake).mean()", "tests/train/test_losses.py", "hinge margin on fakes"),
+    Fault("train/losses.py", "return 0.5 * ((real - 1).pow(2).mean() + fake.pow(2).mean())",
+          "return 0.5 * ((real - 1).pow(2).mean() + (fake - 1).pow(2).mean())", "tests/train/test_losses.py",
+          "LSGAN fake target 1 instead of 0"),
+    Fault("train/losses.py", "return F.softplus(-fake).mean()  # -E log D(G(z))", "return F.softplus(fake).mean()  # -E log D(G(z))",
+          "tests/train/test_losses.py tests/train/test_trainer_metrics.py", "non-saturating G loss sign"),
+    # --- regularizers ---------------------------------------------------------------------------------------
+    Fault("train/regularizers.py", "return 0.5 * gamma * grad_sq_norm(outputs, inputs).mean()",
+          "return gamma * grad_sq_norm(outputs, inputs).mean()", "tests/train/test_regularizers.py tests/train/test_dirac.py",
+          "R1/R2 without the paper's 1/2"),
+    Fault("train/regularizers.py", "return weight * (norms - center).pow(2).mean()",
+          "return weight * (norms - center).abs().mean()", "tests/train/test_regularizers.py", "GP penalty not squared"),
+    Fault("train/regularizers.py", "return sigma * max(0.0, 1.0 - iteration / anneal)",
+          "return sigma * max(0.0, 1.0 - anneal / max(iteration, 1))", "tests/train/test_regularizers.py",
+          "instance noise annealed the wrong way"),
+    # --- the trainer's own figures ----------------------------------------------------------------------------
+    Fault("train/trainer.py", 'metrics["eq/acc_gap"] = abs(real - 0.5) + abs(fake - 0.5)',
+          'metrics["eq/acc_gap"] = abs((real + fake) / 2 - 0.5)', "tests/train/test_trainer_metrics.py",
+          "equilibrium gap of the mean accuracy (hides 1.0 real / 0.0 fake)"),
+    Fault("train/trainer.py", 'metrics[f"update/{player}"] = float((now - previous).norm() / previous.norm().clamp(min=1e-12))',
+          'metrics[f"update/{player}"] = float((now - previous).norm() / now.norm().clamp(min=1e-12))',
+          "tests/train/test_trainer_metrics.py", "update ratio over the new weights"),
+    Fault("train/trainer.py", 'metrics["progress/real_samples"] = float(self.d_steps * self.cfg.data.batch_size)',
+          'metrics["progress/real_samples"] = float(self.g_steps * self.cfg.data.batch_size)',
+          "tests/train/test_trainer.py", "real samples counted by G steps"),
+    Fault("diagnose/balance.py", "return (real_logits > 0).double().mean(), (fake_logits < 0).double().mean()",
+          "return (real_logits > 0).double().mean(), (fake_logits > 0).double().mean()",
+          "tests/diagnose/test_diagnostics.py tests/train/test_trainer_metrics.py", "accuracy on fakes counts fakes called real"),
+    # --- sample quality -----------------------------------------------------------------------------------------
+    Fault("diagnose/samples.py", "hq = nearest_dist <= hq_sigmas * mixture.sigma", "hq = nearest_dist <= hq_sigmas",
+          "tests/diagnose/test_diagnostics.py", "high quality in absolute units, not sigmas"),
+    Fault("diagnose/samples.py", "reverse_kl = math.log(mixture.n_modes) - entropy",
+          "reverse_kl = math.log(mixture.n_modes) + entropy", "tests/diagnose/test_diagnostics.py", "reverse KL sign"),
+    Fault("diagnose/samples.py", "return float((px - py).abs().mean())", "return float((px - py).pow(2).mean())",
+          "tests/diagnose/test_diagnostics.py", "sliced W2 squared instead of W1"),
+    Fault("diagnose/samples.py", "return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - 2 * w.sqrt().sum())",
+          "return float((mu1 - mu2).pow(2).sum() + cov1.trace() + cov2.trace() - w.sqrt().sum())",
+          "tests/diagnose/test_diagnostics.py", "Frechet distance without the factor 2"),
+    # --- equilibrium ----------------------------------------------------------------------------------------------
+    Fault("diagnose/equilibrium.py", "return -torch.cat([g.reshape(-1) for g in (*grads_g, *grads_d)]), params",
+          "return torch.cat([g.reshape(-1) for g in (*grads_g, *grads_d)]), params", "tests/diagnose/test_equilibrium.py",
+          "update field without the descent sign"),
+    Fault("diagnose/equilibrium.py", 'best_d = best_response(D_worst, lambda: objective(G, D_worst), sign=-1.0)',
+          'best_d = best_response(D_worst, lambda: objective(G, D_worst), sign=+1.0)', "tests/diagnose/test_equilibrium.py",
+          "duality gap's D minimises its objective"),
+    Fault("diagnose/equilibrium.py", '"jac_max_imag": float(np.abs(eigenvalues.imag).max()),',
+          '"jac_max_imag": float(eigenvalues.imag.min()),', "tests/diagnose/test_equilibrium.py",
+          "rotation read from the wrong imaginary part"),
+    # --- search, schedulers, confirmation ---------------------------------------------------------------------------
+    Fault("config/study.py", "            value = min(max(value, low), high)", "            value = max(value, low)",
+          "tests/config/test_config.py", "PBT perturbation not clamped above"),
+    Fault("config/loading.py", "        return float(value)\n", "        return value\n", "tests/config/test_config.py",
+          "a float key's integer grid left integer (PBT rounds it)"),
+    Fault("config/study.py", 'trial = resolved if seed is None else {**resolved, "seed": seed}',
+          'trial = resolved if seed is None else {**resolved}', "tests/config/test_config.py tests/study/test_search.py",
+          "seeds dropped from grid points"),
+    Fault("study/confirm.py", 'ranking = ranking.sort_values("objective", ascending=mode == "min", na_position="last").head(top)',
+          'ranking = ranking.sort_values("objective", ascending=mode == "max", na_position="last").head(top)',
+          "tests/study/test_search.py", "confirmation ranks the worst first"),
+    Fault("study/confirm.py", "first_new = int(frame[\"seed\"].max()) + 1", "first_new = int(frame[\"seed\"].max())",
+          "tests/study/test_search.py", "confirmation reuses a search seed"),
+    Fault("study/progress.py", "    pending = max(0, total - len(ended) - len(errored) - len(running) - len(paused))",
+          "    pending = max(0, total - len(ended) - len(running) - len(paused))", "tests/study/test_progress.py",
+          "failed trials counted as pending too"),
+    # --- analysis ---------------------------------------------------------------------------------------------------
+    Fault("analysis/tables.py", "    z = stats.norm.ppf(0.5 + confidence / 2)", "    z = stats.norm.ppf(confidence)",
+          "tests/analysis/test_analysis.py", "Wilson interval with a one-sided z"),
+    Fault("analysis/tables.py", 't = agg["count"].map(lambda n: stats.t.ppf(0.5 + confidence / 2, n - 1) if n > 1 else float("nan"))',
+          't = agg["count"].map(lambda n: stats.t.ppf(0.5 + confidence / 2, n) if n > 1 else float("nan"))',
+          "tests/analysis/test_analysis.py", "Student-t with n degrees of freedom"),
+    Fault("analysis/tables.py", 'out[f"{metric} ci"] = t * agg["std"] / agg["count"].pow(0.5)',
+          'out[f"{metric} ci"] = t * agg["std"] / agg["count"]', "tests/analysis/test_analysis.py",
+          "interval half-width over n instead of sqrt(n)"),
+    Fault("analysis/tables.py", 'out[f"rate {verdict}"] = counts[verdict] / out["seeds"]',
+          'out[f"rate {verdict}"] = counts[verdict] / out["seeds"].max()', "tests/analysis/test_analysis.py",
+          "rates over the largest group, not the configuration's seeds"),
+    Fault("analysis/trials.py", 'mode = mode or METRIC_MODES.get(metric.removeprefix("window/"), "min")',
+          'mode = mode or METRIC_MODES.get(metric, "min")', "tests/analysis/test_best.py",
+          "windowed coverage metrics minimised"),
+    Fault("analysis/trials.py", 'candidates = df[(df["trial_status"] == "finished") & df[metric].map(lambda v: v is not None and math.isfinite(v))]',
+          'candidates = df[df[metric].map(lambda v: v is not None and math.isfinite(v))]', "tests/analysis/test_best.py",
+          "diverged and stopped trials are candidates for best"),
+]
+
+
+def _copy_tree(dest: Path) -> None:
+    for name in ("ganlab", "tests"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "test-artifacts"))
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+
+
+def run_fault(fault: Fault, scratch: Path, timeout: float) -> tuple[str, float, str]:
+    """("killed" | "survived" | "timeout", seconds, the last line pytest printed) for one fault in ``scratch``."""
+    target = scratch / "ganlab" / fault.file
+    original = (REPO / "ganlab" / fault.file).read_text()
+    target.write_text(original.replace(fault.original, fault.planted, 1))
+    env = {**os.environ, "PYTHONPATH": str(scratch), "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                               "-o", "addopts=", *fault.tests.split()], cwd=scratch, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+        outcome = "survived" if proc.returncode == 0 else "killed"
+        last = (proc.stdout.strip().splitlines() or [""])[-1]
+    except subprocess.TimeoutExpired:
+        outcome, last = "timeout", f"over {timeout:.0f} s"
+    finally:
+        target.write_text(original)
+    return outcome, time.perf_counter() - started, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jobs", type=int, default=2, help="faults tested at once (default 2)")
+    ap.add_argument("--only", help="only the faults whose file or description contains this")
+    ap.add_argument("--timeout", type=float, default=600)
+    args = ap.parse_args(argv)
+    faults = [f for f in FAULTS if not args.only or args.only in f.file or args.only in f.what]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ganlab-faults-") as tmp:
+        scratches = [Path(tmp) / f"copy{i}" for i in range(args.jobs)]
+        for s in scratches:
+            s.mkdir()
+            _copy_tree(s)
+        free = list(scratches)
+
+        def one(fault: Fault):
+            scratch = free.pop()
+            try:
+                return fault, run_fault(fault, scratch, args.timeout)
+            finally:
+                free.append(scratch)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            results = list(pool.map(one, faults))
+    print(f"{'':2} {'result':8} {'s':>5}  fault")
+    for fault, (outcome, seconds, _) in results:
+        print(f"{'!!' if outcome != 'killed' else '':2} {outcome:8} {seconds:5.0f}  ganlab/{fault.file}: {fault.what}")
+    survived = [f for f, (o, _, _) in results if o != "killed"]
+    print(f"\n{len(results) - len(survived)} of {len(results)} faults killed, {len(survived)} survived "
+          f"({time.perf_counter() - started:.0f} s, {args.jobs} at a time)")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
