@@ -175,9 +175,10 @@ class GanTrainable(tune.Trainable):
         result = {"step": self.trainer.iteration, "verdict": last.verdict if last else "", "diverged": int(diverged),
                   "mlflow_run_id": logger.run_id, **_finite(self.latest)}
         for metric, mode in self.context.objectives:
-            # Searchers choke on NaN (an Optuna trial would stay RUNNING forever): a diverged or undefined
-            # objective is reported as the worst finite value, and `diverged` says what happened.
-            if metric not in result:
+            # A diverged trial is the worst outcome, whatever its last finite figures said (a gap logged before
+            # the loss blew up can look good); an undefined objective likewise. Both report the penalty, never
+            # NaN (an Optuna trial would stay RUNNING forever), and `diverged` says what happened.
+            if diverged or metric not in result:
                 result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
         if done:
             result["done"] = True
