@@ -1,7 +1,6 @@
 """The planted-fault list stays applicable: every fault's line exists exactly once in its module, and the tests
 named to catch it exist (the check itself runs with `python tests/planted_faults.py`; see the README)."""
 
-from pathlib import Path
 
 import pytest
 

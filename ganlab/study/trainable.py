@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import resource
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,17 @@ class TrialContext:
     spool_folder: str | None = None  # where requests to an unreachable tracking server wait
 
 
+def _working(method):
+    """Marks a Tune call as work in progress for the SIGTERM handler below."""
+    def wrapper(self, *args, **kwargs):
+        self._busy = True
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy = False
+    return wrapper
+
+
 def _finite(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
@@ -58,7 +70,27 @@ class GanTrainable(tune.Trainable):
         for name in ("ray.tune", "ray.train"):  # one "checkpoint created" line per save otherwise
             logging.getLogger(name).setLevel(logging.WARNING)
         self.context = context
+        self._quiet_idle_exit()
         self._configure(config)
+
+    def _quiet_idle_exit(self) -> None:
+        """Ray ends an actor with SIGTERM and its handler raises SystemExit wherever Python happens to be; in
+        an idle worker that is often a garbage-collector callback, which prints an "Exception ignored"
+        traceback into the user's study output. An idle worker has committed everything (every step, tag
+        and checkpoint; requests to an unreachable server wait on disk), so it exits at once and quietly;
+        a busy one keeps Ray's behaviour."""
+        self._busy = False
+        ray_handler = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum, frame):
+            if self._busy and callable(ray_handler):
+                ray_handler(signum, frame)
+            os._exit(0)
+
+        try:
+            signal.signal(signal.SIGTERM, on_sigterm)
+        except ValueError:  # not the main thread: Ray's handler stays
+            pass
 
     def _configure(self, config: dict[str, Any]) -> None:
         study = self.context.study
@@ -118,6 +150,7 @@ class GanTrainable(tune.Trainable):
 
     # --- Tune's interface ---
 
+    @_working
     def step(self) -> dict[str, Any]:
         if self.invalid is not None:
             return self._fail_alone()
@@ -220,6 +253,7 @@ class GanTrainable(tune.Trainable):
             self.pending_tags = {}
         self.last_flush = time.perf_counter()
 
+    @_working
     def save_checkpoint(self, checkpoint_dir: str) -> str:
         started = time.perf_counter()
         # Every metric up to this step is in MLflow before the checkpoint exists: a trial restored from it
@@ -234,6 +268,7 @@ class GanTrainable(tune.Trainable):
         (Path(checkpoint_dir) / META_FILE).write_text(json.dumps(meta))
         return checkpoint_dir
 
+    @_working
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
         state = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
@@ -256,6 +291,7 @@ class GanTrainable(tune.Trainable):
         history = run.data.tags.get("ganlab.pbt_exploits", "")
         logger.set_tags({"ganlab.pbt_exploits": (history + "\n" if history else "") + event})
 
+    @_working
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """A warm worker takes the next trial (``reuse_actors``) or PBT's new config: close, rebuild."""
         if not self.completed:
@@ -263,6 +299,7 @@ class GanTrainable(tune.Trainable):
         self._configure(new_config)
         return True
 
+    @_working
     def cleanup(self) -> None:
         if not self.completed:
             self._close("KILLED")  # stopped by a scheduler or the driver; a resume reopens the run
