@@ -25,6 +25,7 @@ from ganlab.config import (
     Ring8Config,
     StackedDigitsConfig,
 )
+from ganlab.data.streams import Streams
 
 
 class Dataset(Protocol):
@@ -34,6 +35,20 @@ class Dataset(Protocol):
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """float32 (n, *shape), drawn only from ``generator`` (a CPU generator)."""
         ...
+
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        """float32 (L, n, *shape): n samples for each lane of ``streams``, from draws ``address`` (its uniforms)
+        and ``address + 1`` (its normals), on the streams' device. A lane's samples depend on its key alone."""
+        ...
+
+    def to(self, device: torch.device | str) -> "Dataset":
+        """The same data set with its tensors on ``device`` (self when they are there already)."""
+        ...
+
+
+def _picks(streams: Streams, address: int, n: int, high: int, *more: int) -> torch.Tensor:
+    """(L, n, *more) indices uniform in [0, high)."""
+    return streams.integers(address, high, n, *more)
 
 
 @dataclass(frozen=True)
@@ -61,6 +76,13 @@ class GaussianMixture:
         noise = torch.randn(n, self.dim, generator=generator)
         return self.means[idx] + self.sigma * noise
 
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        idx = _picks(streams, address, n, self.n_modes)
+        return self.means[idx] + self.sigma * streams.normal(address + 1, n, self.dim)
+
+    def to(self, device) -> "GaussianMixture":
+        return self if self.means.device == torch.device(device) else GaussianMixture(self.means.to(device), self.sigma)
+
 
 def ring(n_modes: int, radius: float, sigma: float) -> GaussianMixture:
     # arange, not linspace(0, 2*pi, K): linspace includes 2*pi and silently merges two modes.
@@ -84,6 +106,12 @@ class PointMass:
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.zeros(n, 1, dtype=torch.float32)
 
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        return torch.zeros(streams.lanes, n, 1, dtype=torch.float32, device=streams.device)
+
+    def to(self, device) -> "PointMass":
+        return self
+
 
 class EmpiricalPoints:
     """A user's finite point set, sampled with replacement so any batch size works for any N."""
@@ -96,6 +124,12 @@ class EmpiricalPoints:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.points[torch.randint(self.points.shape[0], (n,), generator=generator)]
+
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        return self.points[_picks(streams, address, n, self.points.shape[0])]
+
+    def to(self, device) -> "EmpiricalPoints":
+        return self if self.points.device == torch.device(device) else EmpiricalPoints(self.points.to(device))
 
 
 class ImageDataset:
@@ -113,6 +147,18 @@ class ImageDataset:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.sample_with_labels(n, generator)[0]
+
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        return self.images[_picks(streams, address, n, self.images.shape[0])]
+
+    def draw_with_labels(self, streams: Streams, address: int, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = _picks(streams, address, n, self.images.shape[0])
+        return self.images[idx], None if self.labels is None else self.labels[idx]
+
+    def to(self, device) -> "ImageDataset":
+        if self.images.device == torch.device(device):
+            return self
+        return ImageDataset(self.images.to(device), None if self.labels is None else self.labels.to(device))
 
 
 class StackedDigits:
@@ -134,6 +180,17 @@ class StackedDigits:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return self.sample_with_labels(n, generator)[0]
+
+    def draw_with_labels(self, streams: Streams, address: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = _picks(streams, address, n, self.digits.images.shape[0], 3)  # (L, n, 3)
+        images = self.digits.images[idx].squeeze(3)  # (L, n, 3, 1, H, W) -> (L, n, 3, H, W)
+        return images, self.digits.labels[idx]
+
+    def draw(self, streams: Streams, address: int, n: int) -> torch.Tensor:
+        return self.draw_with_labels(streams, address, n)[0]
+
+    def to(self, device) -> "StackedDigits":
+        return self if self.digits.images.device == torch.device(device) else StackedDigits(self.digits.to(device))
 
 
 @functools.lru_cache(maxsize=1)

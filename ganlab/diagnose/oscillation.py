@@ -94,6 +94,20 @@ def beyond_noise(values: torch.Tensor, noise_var: torch.Tensor) -> dict[str, tor
     return {"noise": noise.clamp(min=0).sqrt(), "excess": (var - noise).clamp(min=0).sqrt(), "trend": slope * (n - 1)}
 
 
+def zero_crossings(values: torch.Tensor) -> torch.Tensor:
+    """``zero_crossing_rate`` of each column of (n, ...) series at once: sign changes per step around each
+    column's median, a zero (a value at the median) taking the sign before it."""
+    n = values.shape[0]
+    if n < 2:
+        return torch.full(values.shape[1:], math.nan, dtype=torch.float64, device=values.device)
+    signs = torch.sign(values.double() - values.double().quantile(0.5, dim=0))
+    steps = torch.arange(n, device=values.device).reshape(-1, *([1] * (values.dim() - 1))).expand_as(signs)
+    last = torch.where(signs != 0, steps, torch.zeros_like(steps)).cummax(0).values  # last non-zero so far
+    filled = signs.gather(0, last)
+    changes = (filled[1:] != filled[:-1]) & (filled[1:] != 0) & (filled[:-1] != 0)
+    return changes.double().sum(0) / (n - 1)
+
+
 def zero_crossing_rate(values: torch.Tensor) -> float:
     """Sign changes per step of a series around its median: ~0 for a settled series, high for a flickering one."""
     if values.numel() < 2:

@@ -61,14 +61,14 @@ SAMPLE_IMAGES = 64  # images in each sample grid
 CURVES = ("{acc}/real", "{acc}/fake", "loss/d", "loss/g")  # the panels of curves.png ({acc}: acc or acc_sign)
 
 
-def samples(trainer, path: str | Path, step: int) -> Path:
-    """A trainer's current samples: an image grid, or a scatter with the mixture's mode centres."""
+def samples(trainer, path: str | Path, step: int, lane: int = 0) -> Path:
+    """A trainer's (lane's) current samples: an image grid, or a scatter with the mixture's mode centres."""
     from ganlab.data import GaussianMixture
 
     if trainer.data.kind == "images":
-        return image_grid(trainer.generate(SAMPLE_IMAGES), path, title=f"step {step}")
-    means = trainer.data.means if isinstance(trainer.data, GaussianMixture) else None
-    return scatter(trainer.generate(trainer.cfg.train.eval_samples), path, means, title=f"step {step}")
+        return image_grid(trainer.generate(SAMPLE_IMAGES, lane), path, title=f"step {step}")
+    means = trainer.data.means.cpu() if isinstance(trainer.data, GaussianMixture) else None
+    return scatter(trainer.generate(trainer.cfg.train.eval_samples, lane), path, means, title=f"step {step}")
 
 
 def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, columns: Sequence[str],

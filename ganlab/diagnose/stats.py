@@ -45,15 +45,26 @@ class Collector:
         self._count.clear()
         return out
 
+    def reduce_lanes(self) -> dict[str, torch.Tensor]:
+        """The interval means of values reported per lane ((L,) under a name, (L, K) under K names): each name's
+        (L,) column, still a tensor (one host transfer later, for every name at once)."""
+        out: dict[str, torch.Tensor] = {}
+        for name, total in self._sum.items():
+            means = total / self._count[name]
+            out.update(zip(name, means.unbind(-1)) if isinstance(name, tuple) else [(name, means)])
+        self._sum.clear()
+        self._count.clear()
+        return out
+
 
 class SlidingWindow:
-    """The last ``size`` values of one per-step series, or of ``width`` series pushed together (one row per
-    step), for the oscillation statistics. ``values()`` is in the order the steps happened."""
+    """The last ``size`` values of a per-step series, or of a tensor of them pushed together (``shape``: e.g.
+    lanes x series, one such tensor per step), for the oscillation statistics. ``values()`` is in the order
+    the steps happened: (n, *shape)."""
 
-    def __init__(self, size: int, width: int | None = None):
+    def __init__(self, size: int, *shape: int, device: torch.device | str = "cpu"):
         self.size = size
-        self.width = width
-        self._buf = torch.zeros(size if width is None else (size, width), dtype=torch.float64)
+        self._buf = torch.zeros((size, *shape), dtype=torch.float64, device=device)
         self._n = 0
 
     def push(self, value: torch.Tensor | float) -> None:
@@ -68,7 +79,7 @@ class SlidingWindow:
         self._n = state["n"]
 
     def values(self) -> torch.Tensor:
-        """The window, oldest step first: (n,), or (n, width) for several series."""
+        """The window, oldest step first: (n, *shape)."""
         if self._n <= self.size:
             return self._buf[: self._n]
         return torch.roll(self._buf, -(self._n % self.size), dims=0)

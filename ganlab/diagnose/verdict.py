@@ -75,16 +75,25 @@ def _motion(m: dict[str, float], cfg: VerdictConfig, alpha: float, floor: float 
                   f"trend {trend:+.3g}")
 
 
-def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
-          first_distance: float | None = None, alpha: float = DEFAULT_ALPHA) -> tuple[str, str]:
+def blown_up(m: dict[str, float], cfg: VerdictConfig) -> str | None:
+    """Why a trial cannot recover (a non-finite or exploding loss or gradient), or None: checked at every
+    logged step, so a blown-up trial stops at once."""
     for key in ("loss/d", "loss/g"):
         if key in m and not math.isfinite(m[key]):
-            return "diverged", f"{key} is {m[key]}"
+            return f"{key} is {m[key]}"
         if key in m and abs(m[key]) > cfg.explode_loss:
-            return "diverged", f"|{key}| = {abs(m[key]):.3g} > explode_loss {cfg.explode_loss:g}"
+            return f"|{key}| = {abs(m[key]):.3g} > explode_loss {cfg.explode_loss:g}"
     for key in ("grad/d", "grad/g"):
         if key in m and not (m[key] <= cfg.explode_grad):  # NaN fails this too
-            return "diverged", f"{key} = {m[key]:.3g} > explode_grad {cfg.explode_grad:g}"
+            return f"{key} = {m[key]:.3g} > explode_grad {cfg.explode_grad:g}"
+    return None
+
+
+def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
+          first_distance: float | None = None, alpha: float = DEFAULT_ALPHA) -> tuple[str, str]:
+    why = blown_up(m, cfg)
+    if why is not None:
+        return "diverged", why
     if "eval/dirac_distance" in m:
         d = m["eval/dirac_distance"]
         if first_distance and d > cfg.diverged_distance_factor * first_distance:

@@ -33,7 +33,7 @@ def test_sliding_window_keeps_last_values():
     for v in [1, 2, 3, 4, 5]:
         w.push(v)
     assert w.values().tolist() == [3.0, 4.0, 5.0]  # oldest first: trends and periods need the steps' order
-    rows = SlidingWindow(2, width=3)
+    rows = SlidingWindow(2, 3)
     for v in range(4):
         rows.push(torch.tensor([v, 10 * v, 100 * v]))
     assert rows.values().tolist() == [[2.0, 20.0, 200.0], [3.0, 30.0, 300.0]]

@@ -19,7 +19,7 @@ def dirac_at_equilibrium(loss="minimax", r1=0.0) -> Trainer:
 
 
 def eig(trainer):
-    return np.sort_complex(jacobian_eigenvalues(trainer, torch.zeros(4, 1), torch.zeros(4, 1)))
+    return np.sort_complex(jacobian_eigenvalues(trainer.game(), torch.zeros(4, 1), torch.zeros(4, 1)))
 
 
 @pytest.mark.parametrize("loss", ["minimax", "non_saturating"])
@@ -47,11 +47,11 @@ def test_large_game_uses_arpack_and_agrees_with_the_full_matrix():
                        "device": "cpu"})
     t = Trainer(cfg)
     real, z = t.data.sample(32, torch.Generator().manual_seed(0)), torch.randn(32, 2, generator=torch.Generator().manual_seed(1))
-    full = jacobian_eigenvalues(t, real, z)
+    full = jacobian_eigenvalues(t.game(), real, z)
     old = eq.FULL_MATRIX_MAX_PARAMS
     eq.FULL_MATRIX_MAX_PARAMS = 10
     try:
-        sparse = jacobian_eigenvalues(t, real, z, k=3)
+        sparse = jacobian_eigenvalues(t.game(), real, z, k=3)
     finally:
         eq.FULL_MATRIX_MAX_PARAMS = old
     assert full.real.max() == pytest.approx(sparse.real.max(), abs=1e-5)
@@ -78,10 +78,10 @@ def test_duality_gap_matches_the_dirac_closed_form(theta, psi, expected):
 
     t = Trainer(parse_trial({"data": {"name": "dirac"}, "model": {"name": "dirac", "theta0": theta, "psi0": psi},
                              "loss": {"name": "minimax"}, "device": "cpu"}))
-    before = (t.G.theta.item(), t.D.psi.item())
-    got = duality_gap(t, torch.zeros(8, 1), torch.zeros(8, 1), steps=200, lr=0.5, box=1.0)
+    before = tuple(t.dirac_state()[0].tolist())
+    got = duality_gap(t.game(), torch.zeros(8, 1), torch.zeros(8, 1), steps=200, lr=0.5, box=1.0)
     assert got == pytest.approx(expected, abs=1e-4)
-    assert (t.G.theta.item(), t.D.psi.item()) == before  # the players themselves are untouched
+    assert tuple(t.dirac_state()[0].tolist()) == before  # the players themselves are untouched
 
 
 def test_duality_gap_zero_at_equilibrium_and_falls_along_an_r1_trajectory():
@@ -90,12 +90,12 @@ def test_duality_gap_zero_at_equilibrium_and_falls_along_an_r1_trajectory():
     base = {"data": {"name": "dirac"}, "loss": {"name": "minimax"}, "device": "cpu",
             "optim": {"name": "sgd", "lr_g": 0.2}, "schedule": {"mode": "simultaneous"}}
     at_eq = Trainer(parse_trial({**base, "model": {"name": "dirac", "theta0": 0.0, "psi0": 0.0}}))
-    assert duality_gap(at_eq, torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0) == pytest.approx(0, abs=1e-6)
+    assert duality_gap(at_eq.game(), torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0) == pytest.approx(0, abs=1e-6)
     t = Trainer(parse_trial({**base, "model": {"name": "dirac", "theta0": 1.0, "psi0": -1.0},
                              "regularizer": {"r1": 0.3}}))
     gaps = []
     for _ in range(4):
-        gaps.append(duality_gap(t, torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0))
+        gaps.append(duality_gap(t.game(), torch.zeros(4, 1), torch.zeros(4, 1), 100, 0.5, box=1.0))
         for _ in range(100):
             t.train_step()
     assert all(a > b for a, b in zip(gaps, gaps[1:]))

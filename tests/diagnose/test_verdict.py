@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganlab.config import VerdictConfig, parse_trial
-from ganlab.train.trainer import Trainer
+from ganlab.train.trainer import PackTrainer, Trainer
 from ganlab.diagnose.verdict import VERDICTS, judge
 
 CFG = VerdictConfig()
@@ -101,23 +101,24 @@ def test_nan_stops_the_run_as_diverged():
     assert all(not r.stopped for r in reports[:-1])
 
 
-def _verdicts(extra: dict, seeds=range(4)) -> list[str]:
+def _verdicts(*extras: dict, seeds=range(4)) -> list[list[str]]:
+    """Final verdicts of each variant over the seeds, every (variant, seed) a lane of one pack: lanes differ only
+    in continuous hyper-parameters and seeds, so one vectorised model trains them all."""
     torch.set_num_threads(1)
-    out = []
-    for seed in seeds:
-        cfg = parse_trial({"seed": seed, "data": {"name": "ring8", "batch_size": 128},
-                           "model": {"width": 64, "depth": 2}, "optim": {"lr_g": 1e-3, **extra.get("optim", {})},
-                           "regularizer": extra.get("regularizer", {}),
-                           "train": {"steps": 1500, "eval_every": 500, "log_every": 10}})
-        out.append(list(Trainer(cfg).run())[-1].verdict)
-    return out
+    cfgs = [parse_trial({"seed": seed, "data": {"name": "ring8", "batch_size": 128},
+                         "model": {"width": 64, "depth": 2}, "optim": {"lr_g": 1e-3, **extra.get("optim", {})},
+                         "regularizer": extra.get("regularizer", {}),
+                         "train": {"steps": 1500, "eval_every": 500, "log_every": 10}})
+            for extra in extras for seed in seeds]
+    last = list(PackTrainer(cfgs).run_pack())[-1].lanes
+    verdicts = [lane.verdict for lane in last]
+    return [verdicts[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(extras))]
 
 
 def test_r1_settles_where_a_slower_d_collapses():
     """Ring8, 4 seeds: with R1 the game settles (no oscillation beyond batch noise, no drift: converged, or
     unbalanced where D keeps a small steady edge on the ring's 0.01-wide modes); a D four times slower than G
     lets G collapse in every seed."""
-    r1 = _verdicts({"regularizer": {"r1": 1.0}})
-    slow_d = _verdicts({"optim": {"lr_ratio": 0.25}})
+    r1, slow_d = _verdicts({"regularizer": {"r1": 1.0}}, {"optim": {"lr_ratio": 0.25}})
     assert sum(v in ("converged", "unbalanced") for v in r1) >= 3, r1
     assert slow_d.count("mode_collapse") >= 3, slow_d

@@ -33,10 +33,10 @@ def dirac(loss="minimax", h=0.2, mode="simultaneous", order="g_first", d_steps=1
 def trajectory(t: Trainer, iterations: int) -> np.ndarray:
     """(theta, psi) before the first and after every iteration, in float64."""
     out = np.empty((iterations + 1, 2))
-    out[0] = t.G.theta.item(), t.D.psi.item()
+    out[0] = t.dirac_state()[0].tolist()
     for k in range(1, iterations + 1):
         t.train_step()
-        out[k] = t.G.theta.item(), t.D.psi.item()
+        out[k] = t.dirac_state()[0].tolist()
     return out
 
 
