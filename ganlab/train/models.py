@@ -64,7 +64,10 @@ class Discriminator(nn.Module):
 def mlp(n_in: int, n_out: int, width: int, depth: int, activation: str, norm: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else width, width), *_NORMS[norm](width), ACTIVATIONS[activation]()]
+        # No bias before batch norm, which removes it: a parameter without a true gradient only random-walks
+        # on float rounding under Adam's normalised steps (and makes equal runs drift apart).
+        linear = nn.Linear(n_in if i == 0 else width, width, bias=norm != "batch")
+        layers += [linear, *_NORMS[norm](width), ACTIVATIONS[activation]()]
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
 
@@ -95,11 +98,11 @@ def _dcgan_models(cfg: DcganConfig, data_shape: tuple[int, ...]) -> tuple[Genera
     n = _dcgan_blocks(data_shape)
     c_img, c = data_shape[0], cfg.channels
     c0 = c * 2**n  # = channels * H / 4, halved by each block back to `channels`
-    g: list[nn.Module] = [nn.Linear(cfg.latent_dim, c0 * 16), nn.BatchNorm1d(c0 * 16), nn.ReLU(),
+    g: list[nn.Module] = [nn.Linear(cfg.latent_dim, c0 * 16, bias=False), nn.BatchNorm1d(c0 * 16), nn.ReLU(),
                           nn.Unflatten(1, (c0, 4, 4))]
     ch = c0
     for _ in range(n):
-        g += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1), nn.BatchNorm2d(ch // 2), nn.ReLU()]
+        g += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU()]
         ch //= 2
     g += [nn.Conv2d(ch, c_img, 3, padding=1), nn.Tanh()]  # tanh: the image data are scaled to [-1, 1]
     d: list[nn.Module] = [nn.Conv2d(c_img, c, 3, padding=1), nn.LeakyReLU(0.2)]

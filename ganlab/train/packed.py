@@ -99,11 +99,12 @@ class PackedConv(_WeightOf, nn.Module):
         base = single.parametrizations.weight.original if spectral else single.weight
         sn_dim = (1 if self.transposed else 0) if spectral else None
         self._init_weight(torch.Size((lanes, *base.shape)), sn_dim)
-        self.bias = nn.Parameter(torch.empty(lanes, base.shape[1 if self.transposed else 0]))
+        out_channels = base.shape[1 if self.transposed else 0]
+        self.bias = nn.Parameter(torch.empty(lanes, out_channels)) if single.bias is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.current_weight().flatten(0, 1)  # (L * out, in, k, k); transposed: (L * in, out, k, k)
-        bias = self.bias.flatten()
+        bias = None if self.bias is None else self.bias.flatten()
         if self.transposed:
             return F.conv_transpose2d(x, w, bias, self.stride, self.padding, groups=self.lanes)
         return F.conv2d(x, w, bias, self.stride, self.padding, groups=self.lanes)
