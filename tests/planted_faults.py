@@ -109,8 +109,8 @@ FAULTS = [
           "tests/study/test_search.py", "confirmation ranks the worst first"),
     Fault("study/confirm.py", "first_new = int(frame[\"seed\"].max()) + 1", "first_new = int(frame[\"seed\"].max())",
           "tests/study/test_search.py", "confirmation reuses a search seed"),
-    Fault("study/progress.py", "    pending = max(0, total - len(ended) - len(errored) - len(running) - len(paused))",
-          "    pending = max(0, total - len(ended) - len(running) - len(paused))", "tests/study/test_progress.py",
+    Fault("study/progress.py", "    pending = max(0, total - n_ended - n(errored) - n(running) - n(paused))",
+          "    pending = max(0, total - n_ended - n(running) - n(paused))", "tests/study/test_progress.py",
           "failed trials counted as pending too"),
     # --- analysis ---------------------------------------------------------------------------------------------------
     Fault("analysis/tables.py", "    z = stats.norm.ppf(0.5 + confidence / 2)", "    z = stats.norm.ppf(confidence)",

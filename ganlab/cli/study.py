@@ -63,12 +63,32 @@ def _plan(study: StudyConfig) -> str:
 
 
 
+def _packs(study: StudyConfig) -> str:
+    """How ``ganlab run`` would pack the study on this machine (a cluster packs to its own trial slots)."""
+    from ganlab.study.packs import packing_allowed, plan_packs, trial_slots
+
+    if not packing_allowed(study, False):
+        why = "Optuna proposes trials one at a time" if study.search.algorithm == "optuna" else (
+            f"{study.scheduler.name} stops or clones trials one at a time")
+        return f"  packs: none, one trial per Ray trial ({why})"
+    slots = trial_slots(study, {"CPU": float(os.cpu_count() or 1)})
+    packs = plan_packs(study, study.points(), slots)
+    sizes = sorted({len(p) for p in packs})
+    if sizes == [1]:
+        return f"  packs: none, one trial per Ray trial (pack: {study.pack})"
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+    return (f"  packs (pack: {study.pack}): {len(packs)} pack(s) of {size} trials, each trained as one vectorised "
+            f"model, sized for {slots} trial slot(s) on this machine ({os.cpu_count()} CPU; a cluster packs "
+            "to its own)")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
         study = _load_checked(args.study)
     except ConfigError as e:
         return _study_error(e)
     print(_plan(study))
+    print(_packs(study))
     print(json.dumps(study.search_space(), indent=2))
     if study.search.algorithm != "optuna":
         points = study.points()

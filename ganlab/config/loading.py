@@ -235,6 +235,11 @@ def _check_search(path: str | Path, study: StudyConfig) -> None:
             raise ConfigError(path, "sweep", "an Optuna search needs at least one swept key.")
         if isinstance(study.scheduler, PbtSchedulerConfig):
             raise ConfigError(path, "scheduler.name", "PBT mutates configurations itself; use it with grid or random.")
+    if isinstance(study.pack, int) and study.pack > 1 and not study.packable:
+        why = "Optuna proposes trials one at a time" if search.algorithm == "optuna" else (
+            f"{study.scheduler.name} stops or clones trials one at a time")
+        raise ConfigError(path, "pack", f"a pack trains its trials in lock step, and {why}; set pack: 1, or "
+                          "'auto' (which packs only where it can).")
 
 
 def _check_scheduler(path: str | Path, study: StudyConfig, base_raw: dict) -> StudyConfig:

@@ -261,6 +261,14 @@ class StudyConfig(_Strict):
     resources: Resources = Field(default_factory=Resources)
     artifacts: ArtifactsConfig = Field(default_factory=ArtifactsConfig)
     max_concurrent: int | None = Field(None, gt=0)
+    pack: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="trials trained together as one vectorised model (a pack: one worker, one step for "
+        "all; each trial keeps its own seed, data, MLflow run and verdict). 'auto': trials of the same shape "
+        "(ganlab.train.lanes.pack_shape) share packs sized to fill the cluster's trial slots, at most pack_max "
+        "each; 1 under Optuna, ASHA and PBT, which choose, stop or clone trials one at a time. 1: no packs"
+    )
+    pack_max: int = Field(256, ge=1, description="the most trials one pack holds under pack: auto (a pack's memory "
+                          "and step time grow with it)")
     max_failures: int = Field(
         2, ge=-1, description="restarts of a trial whose worker died, each from its last checkpoint (-1: unlimited)"
     )
@@ -303,6 +311,12 @@ class StudyConfig(_Strict):
         if isinstance(self.scheduler, PbtSchedulerConfig):
             keys += [k for k in self.scheduler.mutations if k not in keys]
         return keys + (["seed"] if self.seeds is not None else [])
+
+    @property
+    def packable(self) -> bool:
+        """Packs train in lock step: only searches whose trials are fixed up front and never stopped or cloned
+        one at a time (grid and random searches, the FIFO scheduler, a confirmation phase)."""
+        return self.search.algorithm != "optuna" and isinstance(self.scheduler, FifoSchedulerConfig)
 
     def scheduler_objective(self) -> tuple[str, str] | None:
         s = self.scheduler

@@ -15,12 +15,13 @@ from ganlab.config import ArtifactsConfig, TrainConfig
 from ganlab.diagnose import plots
 from ganlab.track.logger import TrialLogger
 
-BEST_FILE = "best.pt"  # artifacts.save_best's models, beside the trainer checkpoint
+BEST_FILE = "best{lane}.pt"  # artifacts.save_best's models beside the trainer checkpoint ("best.pt" for lane 0)
 
 
 class TrialArtifacts:
-    def __init__(self, cfg: ArtifactsConfig, train: TrainConfig, trainer) -> None:
-        self.cfg, self.train, self.trainer = cfg, train, trainer
+    def __init__(self, cfg: ArtifactsConfig, train: TrainConfig, trainer, lane: int = 0) -> None:
+        """``lane``: this trial's lane of ``trainer`` (a pack trains several trials)."""
+        self.cfg, self.train, self.trainer, self.lane = cfg, train, trainer, lane
         self.best: dict[str, Any] | None = None  # the best eval step's value, iteration and exported models
 
     def plot_due(self, step: int) -> bool:
@@ -33,7 +34,7 @@ class TrialArtifacts:
 
     def log_sample_plot(self, logger: TrialLogger, step: int) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            logger.log_artifact(plots.samples(self.trainer, Path(tmp) / f"step_{step:06d}.png", step), "samples")
+            logger.log_artifact(plots.samples(self.trainer, Path(tmp) / f"step_{step:06d}.png", step, self.lane), "samples")
 
     def keep_if_best(self, report) -> None:
         wanted = self.cfg.save_best
@@ -43,7 +44,7 @@ class TrialArtifacts:
         if value is None or not math.isfinite(value):
             return
         if self.best is None or (value < self.best["value"] if wanted.mode == "min" else value > self.best["value"]):
-            self.best = {"value": float(value), "iteration": report.step, "models": self.trainer.export_models()}
+            self.best = {"value": float(value), "iteration": report.step, "models": self.trainer.export_models(self.lane)}
 
     def store_final(self, logger: TrialLogger) -> None:
         """The full-resolution history as one Parquet file, its curves, and the final (and best) weights."""
@@ -53,7 +54,7 @@ class TrialArtifacts:
                 logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
                                                  [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
             if self.cfg.save_models:
-                torch.save(self.trainer.export_models(), Path(tmp) / "final.pt")
+                torch.save(self.trainer.export_models(self.lane), Path(tmp) / "final.pt")
                 logger.log_artifact(Path(tmp) / "final.pt", "model")
             if self.best is not None:
                 wanted = self.cfg.save_best
@@ -64,11 +65,15 @@ class TrialArtifacts:
                 logger.set_tags({"ganlab.best": f"{wanted.metric} {self.best['value']:.6g} "
                                                 f"at iteration {self.best['iteration']}"})
 
+    @property
+    def _best_file(self) -> str:
+        return BEST_FILE.format(lane=f"_{self.lane}" if self.lane else "")
+
     def save(self, checkpoint_dir: str | Path) -> None:
         if self.best is not None:  # a restarted trial must not forget its best step
-            torch.save(self.best, Path(checkpoint_dir) / BEST_FILE)
+            torch.save(self.best, Path(checkpoint_dir) / self._best_file)
 
     def load(self, checkpoint_dir: str | Path) -> None:
         """A PBT clone inherits its source's best: the weights it continues from descend from them."""
-        best = Path(checkpoint_dir) / BEST_FILE
+        best = Path(checkpoint_dir) / self._best_file
         self.best = torch.load(best, weights_only=True) if best.is_file() else None

@@ -13,7 +13,7 @@ from typing import Any
 from ray import tune
 
 from ganlab.config.study import short_names
-from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON, StudyRun, find_trial_run
+from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON, StudyRun, find_pack_runs, find_trial_run
 
 PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
 
@@ -23,17 +23,26 @@ def describe(overrides: dict[str, Any]) -> str:
     return " ".join(f"{names[k]}={v:.4g}" if isinstance(v, float) else f"{names[k]}={v}" for k, v in overrides.items())
 
 
-def trial_counts(total: int, statuses: dict[str, str], done: set[str], failed: set[str]) -> str:
-    """``8 trials: 3 done, 2 running, 3 pending``: every count adds up to the study's ``total``. ``statuses``:
-    Tune's status of each trial it created (it creates them lazily: the others are pending); ``done`` and
-    ``failed``: trials finished or failed for good, which Tune may not have marked yet."""
+def trial_counts(total: int, statuses: dict[str, str], done: set[str], failed: set[str],
+                 sizes: dict[str, int] | None = None, lanes_done: dict[str, int] | None = None) -> str:
+    """``8 trials: 3 done, 2 running, 3 pending``: every count adds up to the study's ``total`` (study trials:
+    a pack counts its lanes). ``statuses``: Tune's status of each Tune trial it created (it creates them
+    lazily: the others are pending); ``done`` and ``failed``: Tune trials finished or failed for good, which
+    Tune may not have marked yet; ``sizes``: lanes per pack (default 1); ``lanes_done``: lanes of a running
+    pack that already ended (diverged)."""
+    sizes, lanes_done = sizes or {}, lanes_done or {}
     ended = {i for i, s in statuses.items() if s == "TERMINATED"} | done
     errored = ({i for i, s in statuses.items() if s == "ERROR"} | failed) - ended
     running = {i for i, s in statuses.items() if s == "RUNNING"} - ended - errored
     paused = {i for i, s in statuses.items() if s == "PAUSED"} - ended - errored
-    pending = max(0, total - len(ended) - len(errored) - len(running) - len(paused))
-    parts = [(len(ended), "done"), (len(running), "running"), (len(paused), "paused"), (pending, "pending"),
-             (len(errored), "failed")]
+
+    def n(ids: set[str]) -> int:
+        return sum(sizes.get(i, 1) - (lanes_done.get(i, 0) if i in running | paused else 0) for i in ids)
+
+    n_ended = n(ended) + sum(lanes_done.get(i, 0) for i in running | paused)
+    pending = max(0, total - n_ended - n(errored) - n(running) - n(paused))
+    parts = [(n_ended, "done"), (n(running), "running"), (n(paused), "paused"), (pending, "pending"),
+             (n(errored), "failed")]
     shown = [f"{n} {name}" for n, name in parts if n] or ["0 done"]
     return f"{total} trials: " + ", ".join(shown)
 
@@ -53,23 +62,39 @@ class StudyCallback(tune.Callback):
         self._last_print = 0.0
 
     def _counts(self, trials) -> str:
-        return trial_counts(self.total_trials, {t.trial_id: t.status for t in trials}, self._done, self._failed)
+        sizes = {t.trial_id: len(t.config.get("pack", [None])) for t in trials}
+        lanes_done = {i: int(r.get("lanes_done", 0)) for i, r in self._latest.items()}
+        return trial_counts(self.total_trials, {t.trial_id: t.status for t in trials}, self._done, self._failed,
+                            sizes, lanes_done)
 
     def _print(self, text: str) -> None:
         print(f"[ganlab {time.strftime('%H:%M:%S')}] {text}", file=sys.stdout, flush=True)
 
-    def _row(self, trial, result: dict) -> str:
+    @staticmethod
+    def _label(trial) -> str:
+        pack = trial.config.get("pack")
+        if pack:
+            return f"pack of {len(pack)} trials ({describe(pack[0]['point'])} ...)"
+        return describe(trial.config.get("point", trial.config))
+
+    def _row(self, trial, result: dict, label: str | None = None) -> str:
+        if "pack" in trial.config and label is None:
+            n = len(trial.config["pack"])
+            return (f"{self._label(trial):<34} step {result.get('step', 0):>6}/{self.total_steps} | "
+                    f"{result.get('lanes_done', 0)}/{n} ended | {result.get('verdicts', '')}")
         acc = "acc" if "acc/real" in result else "acc_sign"
         modes = result.get("eval/modes")
         extra = f" modes {modes:.0f}" if modes is not None else ""
         dist = result.get("eval/dirac_distance")
         extra += f" |(theta, psi)| {dist:.3g}" if dist is not None else ""
-        return (f"{describe(trial.config.get('point', trial.config)):<34} step {result.get('step', 0):>6}/"
+        return (f"{label or self._label(trial):<34} step {result.get('step', 0):>6}/"
                 f"{self.total_steps} | D acc real {result.get(f'{acc}/real', math.nan):.2f} "
                 f"fake {result.get(f'{acc}/fake', math.nan):.2f}{extra} | {result.get('verdict', '')}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._latest[trial.trial_id] = result
+        for lane in result.get("ended", []):  # a pack's trials that ended at this step: a line each
+            self._print(f"done {self._row(trial, lane, lane['name'])} | {self._counts(trials)}")
         now = time.time()
         if now - self._last_print >= self.every_s:
             self._last_print = now
@@ -80,19 +105,22 @@ class StudyCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._done.add(trial.trial_id)
-        result = self._latest.get(trial.trial_id, {})
-        self._print(f"done {self._row(trial, result)} | {self._counts(trials)}")
+        if "pack" not in trial.config:  # a pack's trials had their lines as they ended
+            self._print(f"done {self._row(trial, self._latest.get(trial.trial_id, {}))} | {self._counts(trials)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._failed.add(trial.trial_id)
-        self._print(f"FAILED {describe(trial.config.get('point', trial.config))}; log: {trial.local_path} | "
+        self._print(f"FAILED {self._label(trial)}; log: {trial.local_path} | "
                     f"{self._counts(trials)}")
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(self.study_run.tracking_uri)
-        run = find_trial_run(client, self.study_run, trial.trial_id)
-        if run is not None:  # the worker died without closing it
-            error = (trial.error_file and Path(trial.error_file).is_file() and Path(trial.error_file).read_text()) or ""
+        if "pack" in trial.config:  # every lane the worker had not closed
+            runs = find_pack_runs(client, self.study_run, trial.trial_id)
+        else:
+            runs = [run for run in [find_trial_run(client, self.study_run, trial.trial_id)] if run is not None]
+        error = (trial.error_file and Path(trial.error_file).is_file() and Path(trial.error_file).read_text()) or ""
+        for run in runs:  # the worker died without closing it
             client.set_tag(run.info.run_id, TAG_STATUS, "failed")
             client.set_tag(run.info.run_id, TAG_STOP_REASON, f"failed: {error.strip().splitlines()[-1] if error else 'worker error'}"[:5000])
             client.set_terminated(run.info.run_id, status="FAILED")

@@ -1,10 +1,12 @@
-"""The Ray Tune trainable: one trial, a ``Trainer`` run in a warm, reused worker.
+"""The Ray Tune trainable: one trial, or a pack of trials trained as one vectorised model, in a warm worker.
 
 The trainable is a class (``GanTrainable``): one ``step()`` trains to the next eval step and reports once
 (each report costs milliseconds in the driver), Tune can checkpoint it whenever a scheduler needs (PBT),
 and with ``reuse_actors`` a worker process, its torch import and its CUDA context serve trial after trial
-instead of being paid per trial. Every trial sends its diagnostics to its own MLflow child run, which it
-finds again after a restart (resume, worker crash, PBT), so no trial ever gets two runs.
+instead of being paid per trial. A pack (``config["pack"]``, planned by ``ganlab.study.packs``) trains its
+study trials as the lanes of one ``PackTrainer`` step; each study trial still sends its diagnostics to its own
+MLflow child run (``TrialRun``), which it finds again after a restart (resume, worker crash, PBT), so no trial
+ever gets two runs, and a lane that diverges ends alone while its pack goes on.
 """
 
 from __future__ import annotations
@@ -15,23 +17,21 @@ import math
 import os
 import resource
 import signal
-import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ray
 import torch
 from ray import tune
 
-from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, TrialConfig, apply_overrides
-from ganlab.study.artifacts import TrialArtifacts
-from ganlab.study.progress import describe
-from ganlab.track.logger import TrialLogger
-from ganlab.track.store import TAG_SEED, TAG_STATUS, TAG_STOP_REASON, TAG_VERDICT, StudyRun
-from ganlab.train.trainer import Trainer, resolve_device
+from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, apply_overrides
+from ganlab.study.trial_run import TrialRun
+from ganlab.track.store import TAG_PACK, StudyRun
+from ganlab.train.trainer import PackTrainer, resolve_device
 
+ENDED_KEYS = ("acc/real", "acc/fake", "acc_sign/real", "acc_sign/fake", "eval/modes", "eval/dirac_distance")
 CHECKPOINT_FILE = "trainer.pt"
 META_FILE = "trial.json"
 
@@ -64,7 +64,8 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 
 class GanTrainable(tune.Trainable):
-    """One trial. ``step()`` trains to the next eval step; the MLflow run is committed at every step."""
+    """One trial or one pack. ``step()`` trains to the next eval step; every MLflow run is committed at every
+    step."""
 
     def setup(self, config: dict[str, Any], context: TrialContext) -> None:
         for name in ("ray.tune", "ray.train"):  # one "checkpoint created" line per save otherwise
@@ -94,163 +95,165 @@ class GanTrainable(tune.Trainable):
 
     def _configure(self, config: dict[str, Any]) -> None:
         study = self.context.study
-        point = dict(config.get("point", config))
-        if isinstance(study.scheduler, PbtSchedulerConfig):
-            point = study.scheduler.bounded(point)
-        self.overrides = study.resolve(point)
-        self.invalid: str | None = None  # why a scheduler's configuration cannot be trained: this trial fails alone
-        try:
-            self.cfg: TrialConfig = apply_overrides(study.trial, self.overrides)
-        except ConfigError as e:
-            self.invalid, self.cfg = f"{e.key}: {e.message}", study.trial
+        if "pack" in config:  # [{"index": i, "point": {...}}, ...]: the study's trials i, as lanes of one model
+            lanes = [(lane["index"], dict(lane["point"])) for lane in config["pack"]]
+        else:
+            lanes = [(None, dict(config.get("point", config)))]
         resources = study.resources
         torch.set_num_threads(max(1, math.floor(resources.cpu)))  # no oversubscription beside other trials
+        specs = []
+        for index, point in lanes:
+            if isinstance(study.scheduler, PbtSchedulerConfig):
+                point = study.scheduler.bounded(point)
+            overrides = study.resolve(point)
+            try:
+                specs.append((index, overrides, apply_overrides(study.trial, overrides), None))
+            except ConfigError as e:  # this trial fails alone (the planner never packs it with others)
+                specs.append((index, overrides, study.trial, f"{e.key}: {e.message}"))
+        cfgs = [cfg for _, _, cfg, _ in specs]
         # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU even
         # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
-        self.device = "cpu" if resources.gpu == 0 else str(resolve_device(self.cfg.device))
+        self.device = "cpu" if resources.gpu == 0 else str(resolve_device(cfgs[0].device))
         started = time.perf_counter()
-        self.trainer = Trainer(self.cfg, self.device)
-        self.compute_s = time.perf_counter() - started  # the trial's own work: building and training, no I/O
-        self.io_s = 0.0  # the trial's MLflow calls and checkpoint writes
+        self.trainer = PackTrainer(cfgs, self.device)
+        self.compute_s = time.perf_counter() - started  # the pack's own work: building and training, no I/O
+        self.io_s = 0.0  # MLflow calls and checkpoint writes
         self.last_checkpoint = self.last_flush = time.perf_counter()
-        self.pending_tags: dict[str, str] = {}
-        self.logger: TrialLogger | None = None
-        self.latest: dict[str, float] = {}
-        self.completed = False
-        self.artifacts = TrialArtifacts(self.context.study.artifacts, self.cfg.train, self.trainer)
+        prefix = self.trial_id.rsplit("_", 1)[0]
+        packed = len(specs) > 1
+        pack_tags = {TAG_PACK: self.trial_id, "ganlab.pack_lanes": str(len(specs))} if packed else {}
+        self.runs = [
+            TrialRun(self.context, f"{prefix}_{index:05d}" if packed else self.trial_id, overrides, cfg, invalid,
+                     self.trainer, lane, self.device, pack_tags)
+            for lane, (index, overrides, cfg, invalid) in enumerate(specs)
+        ]
+        self.cfg = cfgs[0]
+        self.ended: list[TrialRun] = []  # trials that ended in the last step (a pack reports them)
 
-    # --- MLflow ---
-
-    def _open_logger(self) -> TrialLogger:
-        if self.logger is None:
-            node = ray.get_runtime_context()
-            tags = {TAG_SEED: str(self.cfg.seed), "ganlab.trial_name": self.trial_name, "ganlab.device": self.device,
-                    "ganlab.config_digest": self.cfg.digest(), "ganlab.node_id": node.get_node_id(),
-                    "ganlab.node_ip": ray.util.get_node_ip_address(), "ganlab.pid": str(os.getpid()),
-                    **self.context.extra_tags}
-            if self.device.startswith("cuda"):
-                tags["ganlab.gpu_name"] = torch.cuda.get_device_name()
-            self.logger = TrialLogger.open(
-                self.context.study_run, self.trial_id, f"{self.trial_id.rsplit('_', 1)[-1]} {describe(self.overrides)}",
-                {**self.cfg.flat(), **(self.overrides if self.invalid else {})}, tags,
-                self.cfg.model_dump(mode="json"), self.context.spool_folder,
-            )
-        return self.logger
-
-    def _close(self, status: str, tags: dict[str, str] | None = None) -> None:
-        if self.logger is not None:
-            logger, self.logger = self.logger, None
-            if status == "KILLED":  # stopped by a scheduler (final) or interrupted (a resume rewrites them)
-                try:
-                    logger.flush(tags)
-                    self.artifacts.store_final(logger)
-                except Exception as e:  # noqa: BLE001 - closing the run matters more than its curves
-                    print(f"ganlab: could not store the final artifacts of {self.trial_id}: {e}", file=sys.stderr)
-            logger.end(status, tags)
+    def _live(self) -> list[TrialRun]:
+        return [run for run in self.runs if not run.completed]
 
     # --- Tune's interface ---
 
     @_working
     def step(self) -> dict[str, Any]:
-        if self.invalid is not None:
+        if self.runs[0].invalid is not None:
             return self._fail_alone()
         io_started = time.perf_counter()
-        logger = self._open_logger()
+        for run in self._live():
+            run.open()
+            run.last = None
         self.io_s += time.perf_counter() - io_started
         t = self.cfg.train
         stop_at = min((self.trainer.iteration // t.eval_every + 1) * t.eval_every, t.steps)
-        last = None
-        started, start_iteration = time.perf_counter(), self.trainer.iteration
-        start_samples = self.trainer.d_steps * self.cfg.data.batch_size
+        started, start_iteration, start_samples = time.perf_counter(), self.trainer.iteration, self._samples()
         every = t.log_every * self.context.study.mlflow_every_logs
-        for last in self.trainer.run(stop_at=stop_at):
-            to_mlflow = last.evaluated or last.step % every == 0 or last.step == t.steps
-            logger.log_metrics(last.step, last.metrics, to_mlflow)
-            self.latest.update(last.metrics)
-            if last.evaluated:
-                self.artifacts.keep_if_best(last)
-        elapsed = time.perf_counter() - started
+        record = 0.0
+        for report in self.trainer.run_pack(stop_at=stop_at):
+            to_mlflow = report.step % t.eval_every == 0 or report.step % every == 0 or report.step == t.steps
+            record_started = time.perf_counter()
+            for run, lane in zip(self.runs, report.lanes):
+                if lane is not None:
+                    run.record(lane, to_mlflow or lane.evaluated)
+            record += time.perf_counter() - record_started
+        elapsed = time.perf_counter() - started - record
         self.compute_s += elapsed
-        logger.log_metrics(self.trainer.iteration, self._cost(elapsed, start_iteration, start_samples))
+        self.io_s += record
         io_started = time.perf_counter()
-        if last is not None and self.artifacts.plot_due(last.step):
-            self.artifacts.log_sample_plot(logger, last.step)
-        self.io_s += time.perf_counter() - io_started
-        if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
-            hp = {f"hp/{k}": float(v) for k, v in self.overrides.items() if k in self.context.mutated}
-            # what the optimisers really step with, read back from them: a mutation that never reached them shows
-            hp["hp/lr_g"], hp["hp/lr_d"] = self.trainer.learning_rates()
-            logger.log_metrics(self.trainer.iteration, hp)
-            self.latest.update(hp)
-        diverged = bool(last and last.stopped)
-        done = diverged or self.trainer.iteration >= t.steps
-        tags = {TAG_VERDICT: last.verdict, "ganlab.verdict_reason": last.reason} if last else {}
-        io_started = now = time.perf_counter()
+        live = [run for run in self._live() if run.last is not None]
+        cost = self._cost(elapsed, start_iteration, start_samples)
+        for run in live:
+            run.log(run.last.step, cost)  # a lane that diverged mid-step: at its last step, as alone
+            if run.artifacts.plot_due(run.last.step):
+                run.artifacts.log_sample_plot(run.open(), run.last.step)
+            if self.context.mutated:  # PBT changes these mid-run: MLflow params cannot, metrics can
+                hp = {f"hp/{k}": float(v) for k, v in run.overrides.items() if k in self.context.mutated}
+                # what the optimisers really step with, read back from them: a mutation that never reached them shows
+                hp["hp/lr_g"], hp["hp/lr_d"] = self.trainer.learning_rates(run.lane)
+                run.log(run.last.step, hp)
+        at_end = self.trainer.iteration >= t.steps
+        self.ended = []
+        for run in live:
+            if run.diverged or at_end:
+                run.finish()
+                self.ended.append(run)
+            else:
+                run.pending_tags = run.verdict_tags()
+        done = not self._live()
+        now = time.perf_counter()
         checkpoint = False
-        if done:
-            self.completed = True
-            tags[TAG_STATUS] = "diverged" if diverged else "finished"
-            tags[TAG_STOP_REASON] = (f"diverged at iteration {last.step}: {last.reason}" if diverged
-                                     else f"completed {t.steps} iterations")
-            logger.flush(tags)
-            self.artifacts.store_final(logger)
-            self._close("FINISHED")
-        else:
+        if not done:
             study = self.context.study
             if t.checkpoint_every:
                 checkpoint = self.trainer.iteration % t.checkpoint_every == 0
             else:
                 checkpoint = now - self.last_checkpoint >= study.checkpoint_interval_s
-            self.pending_tags = tags
             if not checkpoint and now - self.last_flush >= study.flush_interval_s:
                 self._flush()  # a checkpoint flushes anyway, in save_checkpoint
         self.io_s += time.perf_counter() - io_started
-        result = {"step": self.trainer.iteration, "verdict": last.verdict if last else "", "diverged": int(diverged),
-                  "mlflow_run_id": logger.run_id, **_finite(self.latest)}
-        for metric, mode in self.context.objectives:
-            # A diverged trial is the worst outcome, whatever its last finite figures said (a gap logged before
-            # the loss blew up can look good); an undefined objective likewise. Both report the penalty, never
-            # NaN (an Optuna trial would stay RUNNING forever), and `diverged` says what happened.
-            if diverged or metric not in result:
-                result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
+        result = self._result()
         if done:
             result["done"] = True
         elif checkpoint:
             result["should_checkpoint"] = True
         return result
 
+    def _result(self) -> dict[str, Any]:
+        """What Tune sees: a single trial's figures (its searcher and scheduler read them), or a pack's counts."""
+        result: dict[str, Any] = {"step": self.trainer.iteration, "lanes": len(self.runs)}
+        if len(self.runs) > 1:
+            verdicts = Counter(run.verdict for run in self.runs)
+            result["lanes_done"] = sum(run.completed for run in self.runs)
+            result["verdicts"] = ", ".join(f"{n} {v}" for v, n in verdicts.most_common() if v)
+            result["ended"] = [{"name": run.name, "step": run.last.step if run.last else self.trainer.iteration,
+                                "verdict": run.verdict, **{k: run.latest[k] for k in ENDED_KEYS if k in run.latest}}
+                               for run in self.ended]
+            return result
+        run = self.runs[0]
+        last = run.last
+        diverged = run.diverged
+        result.update({"verdict": last.verdict if last else "", "diverged": int(diverged),
+                       "mlflow_run_id": run.logger.run_id if run.logger else "", **_finite(run.latest)})
+        for metric, mode in self.context.objectives:
+            # A diverged trial is the worst outcome, whatever its last finite figures said (a gap logged before
+            # the loss blew up can look good); an undefined objective likewise. Both report the penalty, never
+            # NaN (an Optuna trial would stay RUNNING forever), and `diverged` says what happened.
+            if diverged or metric not in result:
+                result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
+        return result
+
     def _fail_alone(self) -> dict[str, Any]:
-        """A configuration no trial can train (a scheduler's perturbation made it invalid): this trial ends
-        FAILED with the reason on its run, and the study goes on."""
-        logger = self._open_logger()
-        reason = f"failed: the configuration this trial was given is invalid ({self.invalid})"
-        logger.end("FAILED", {TAG_STATUS: "failed", TAG_STOP_REASON: reason[:5000]})
-        self.logger, self.completed = None, True
-        result = {"step": self.trainer.iteration, "verdict": "", "diverged": 0, "done": True,
-                  "mlflow_run_id": logger.run_id}
+        run = self.runs[0]
+        run_id = run.fail()
+        result = {"step": self.trainer.iteration, "lanes": 1, "verdict": "", "diverged": 0, "done": True,
+                  "mlflow_run_id": run_id}
         for metric, mode in self.context.objectives:
             result[metric] = self.context.study.search.penalty * (1 if mode == "min" else -1)
         return result
 
+    def _samples(self) -> int:
+        return self.trainer.d_steps * self.cfg.data.batch_size
+
     def _cost(self, elapsed: float, start_iteration: int, start_samples: int) -> dict[str, float]:
-        """What the trial costs, so a study compares configurations on cost as well as stability."""
+        """What a trial costs, so a study compares configurations on cost as well as stability. In a pack of L
+        trials each trial's share: the pack's time over L (what the trial would take on its own is larger)."""
+        lanes = len(self.runs)
         iterations = max(1, self.trainer.iteration - start_iteration)
-        samples = self.trainer.d_steps * self.cfg.data.batch_size - start_samples
-        cost = {"cost/compute_s": self.compute_s, "cost/io_s": self.io_s, "cost/s_per_step": elapsed / iterations,
-                "cost/samples_per_s": samples / max(elapsed, 1e-9),
+        samples = self._samples() - start_samples
+        share = elapsed / lanes
+        cost = {"cost/compute_s": self.compute_s / lanes, "cost/io_s": self.io_s / lanes,
+                "cost/s_per_step": share / iterations, "cost/samples_per_s": samples / max(share, 1e-9),
                 # the worker process's peak resident memory (Linux reports KiB); a reused worker's peak
-                # includes the trials it ran before
-                "cost/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                # includes the trials it ran before; the pack's, for a trial in a pack
+                "cost/peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "cost/pack_lanes": float(lanes)}
         if self.device.startswith("cuda"):
             cost["cost/cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        self.latest.update(cost)
         return cost
 
     def _flush(self) -> None:
-        """Metrics and the latest verdict tags in one request; never behind the last checkpoint."""
-        if self.logger is not None:
-            self.logger.flush(self.pending_tags)
-            self.pending_tags = {}
+        for run in self.runs:
+            run.flush()
         self.last_flush = time.perf_counter()
 
     @_working
@@ -260,11 +263,12 @@ class GanTrainable(tune.Trainable):
         # skips exactly the steps already stored, so none is lost or stored twice.
         self._flush()
         self.trainer.save(Path(checkpoint_dir) / CHECKPOINT_FILE)
-        self.artifacts.save(checkpoint_dir)
+        for run in self.runs:
+            run.artifacts.save(checkpoint_dir)
         self.last_checkpoint = time.perf_counter()
         self.io_s += self.last_checkpoint - started
-        meta = {"trial_id": self.trial_id, "overrides": self.overrides, "latest": self.latest,
-                "iteration": self.trainer.iteration, "compute_s": self.compute_s}
+        meta = {"trial_id": self.trial_id, "iteration": self.trainer.iteration, "compute_s": self.compute_s,
+                "lanes": [run.meta() for run in self.runs]}
         (Path(checkpoint_dir) / META_FILE).write_text(json.dumps(meta))
         return checkpoint_dir
 
@@ -272,34 +276,37 @@ class GanTrainable(tune.Trainable):
     def load_checkpoint(self, checkpoint_dir: str) -> None:
         meta = json.loads((Path(checkpoint_dir) / META_FILE).read_text())
         state = torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
-        self.artifacts.load(checkpoint_dir)
-        logger = self._open_logger()
+        for run in self.runs:
+            run.artifacts.load(checkpoint_dir)
         if meta["trial_id"] == self.trial_id:  # this trial's own checkpoint: resume, or retry after a crash
             self.trainer.load_state_dict(state)
-            self.latest, self.compute_s = meta["latest"], meta["compute_s"]
-            logger.set_tags({"ganlab.resumed_at": str(self.trainer.iteration)})
+            self.compute_s = meta["compute_s"]
+            for run, saved in zip(self.runs, meta["lanes"]):
+                run.restore(saved)
             return
         # Population-based training cloned another trial: its weights, this trial's new hyper-parameters.
+        (run,), (source,) = self.runs, meta["lanes"]
         self.trainer.load_state_dict(state, same_trajectory=False)
-        self.latest = meta["latest"]
+        run.latest = source["latest"]
+        logger = run.open()
         logger.flush()
         logger.logged_through = self.trainer.iteration - 1  # a new trajectory from the clone's step on
-        changed = {k: (meta["overrides"].get(k), v) for k, v in self.overrides.items() if meta["overrides"].get(k) != v}
+        changed = {k: (source["overrides"].get(k), v) for k, v in run.overrides.items()
+                   if source["overrides"].get(k) != v}
         event = (f"iteration {self.trainer.iteration}: cloned {meta['trial_id']}; "
                  + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
-        run = logger.client.get_run(logger.run_id)
-        history = run.data.tags.get("ganlab.pbt_exploits", "")
+        history = logger.client.get_run(logger.run_id).data.tags.get("ganlab.pbt_exploits", "")
         logger.set_tags({"ganlab.pbt_exploits": (history + "\n" if history else "") + event})
 
     @_working
     def reset_config(self, new_config: dict[str, Any]) -> bool:
         """A warm worker takes the next trial (``reuse_actors``) or PBT's new config: close, rebuild."""
-        if not self.completed:
-            self._close("KILLED")
+        for run in self._live():
+            run.close("KILLED")
         self._configure(new_config)
         return True
 
     @_working
     def cleanup(self) -> None:
-        if not self.completed:
-            self._close("KILLED")  # stopped by a scheduler or the driver; a resume reopens the run
+        for run in self._live():
+            run.close("KILLED")  # stopped by a scheduler or the driver; a resume reopens the run

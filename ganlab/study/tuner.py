@@ -11,6 +11,7 @@ import ray
 from ray import tune
 
 from ganlab.config import PbtSchedulerConfig, StudyConfig
+from ganlab.study.packs import packing_allowed, plan_packs, trial_slots
 from ganlab.study.progress import StudyCallback
 from ganlab.study.search import make_scheduler, make_searcher, param_space
 from ganlab.study.trainable import GanTrainable, TrialContext
@@ -19,7 +20,7 @@ from ganlab.track.store import StudyRun
 
 @dataclass(frozen=True)
 class StudyOutcome:
-    n_trials: int
+    n_trials: int  # study trials (the lanes of every pack)
     n_errors: int
     n_unfinished: int  # interrupted: resume to finish them
     ray_path: str
@@ -110,6 +111,24 @@ def _autoscaler_node_groups() -> list[dict[str, float]] | None:
     return [dict(group.resources) for group in config.node_group_configs if group.max_count != 0]
 
 
+def study_space(study: StudyConfig, points: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """Tune's param space: packs of same-shape trials where the study packs (``ganlab.study.packs``), sized to
+    the connected cluster; otherwise one study trial per Tune trial."""
+    space = param_space(study, points)
+    if not packing_allowed(study, points is not None):
+        return space
+    slots = trial_slots(study, ray.cluster_resources())
+    packs = plan_packs(study, space["point"]["grid_search"], slots)
+    if all(len(pack) == 1 for pack in packs):
+        return space
+    sizes = sorted({len(pack) for pack in packs})
+    size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
+    print(f"  packs (pack: {study.pack}): {len(packs)} pack(s) of {size} trials, each trained as one vectorised "
+          f"model, for {slots} trial slot(s)", flush=True)
+    return {"pack": tune.grid_search([[{"index": lane.index, "point": lane.point} for lane in pack]
+                                      for pack in packs])}
+
+
 def run_study(
     study: StudyConfig,
     study_run: StudyRun,
@@ -146,7 +165,7 @@ def run_study(
             t = study.trial.train
             tuner = tune.Tuner(
                 trainable,
-                param_space=param_space(study, points),
+                param_space=study_space(study, points),
                 tune_config=tune.TuneConfig(
                     num_samples=study.num_samples if study.search.algorithm == "optuna" and points is None else 1,
                     max_concurrent_trials=study.max_concurrent,
@@ -166,9 +185,12 @@ def run_study(
                 ),
             )
         results = tuner.fit()
-        # An interrupted fit() returns normally: count what ended against what the study plans.
-        ended = sum(r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None for r in results)
-        return StudyOutcome(len(results), len(results.errors), max(0, expected - ended), results.experiment_path)
+        # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
+        lanes = [len(r.config.get("pack", [None])) for r in results]
+        ended = sum(n for n, r in zip(lanes, results)
+                    if r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None)
+        errors = sum(n for n, r in zip(lanes, results) if r.error is not None)
+        return StudyOutcome(sum(lanes), errors, max(0, expected - ended), results.experiment_path)
     finally:
         if owned:
             ray.shutdown()

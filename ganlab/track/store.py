@@ -151,7 +151,17 @@ def _param_text(value: Any) -> str:
 TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
 TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
 TAG_STOP_REASON = "ganlab.stop_reason"
+TAG_PACK = "ganlab.pack"  # the Tune trial that trains this trial in a pack, beside others (ganlab.pack_lanes)
 TAG_RESTARTS = "ganlab.restarts"  # times the trial continued its run: resumed, retried after a crash, PBT
+
+
+def find_pack_runs(client: MlflowClient, study: StudyRun, pack_id: str, status: str = "RUNNING"):
+    """The child runs of a pack's trials (its Tune trial ``pack_id``) that are still ``status``."""
+    return client.search_runs(
+        [study.experiment_id],
+        f"tags.`{TAG_PARENT}` = '{study.parent_run_id}' and tags.`{TAG_PACK}` = '{pack_id}' "
+        f"and attributes.status = '{status}'",
+    )
 
 
 def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
