@@ -3,21 +3,22 @@
     .venv/bin/python bench/train_step.py [--steps 100] [--repeats 10] [--threads 1] [--warmup 30] [--control]
 
 Two workloads: ring8 + MLP (width 128, depth 3, batch 256) and digits + DCGAN (batch 64, default
-channels). ganlab runs through ``Trainer.run()`` with its diagnostics on (log_every=10, as in the
-studies; no evaluation inside the timed steps). The plain loop uses copies of the Trainer's initial G and
-D, the same Adam optimizers and learning rates, the same non-saturating loss (BCE via softplus), the same
-alternating schedule (1 D step, then 1 G step with D frozen) and the same data and latent streams, so the
-two follow the same trajectory bit for bit: the script asserts equal D/G losses and weights over the first
-iterations, and reports whether the weights are still equal after every timed step. Both run side by side
-in one process: warm-up, then rounds of [plain N steps, ganlab N steps] (order alternating between
-rounds to cancel drift); the table shows the median ms/step of each. ``--control`` also times a second,
-identical plain loop: its ratio to the first is the noise floor of the ganlab/plain ratio on this machine.
+channels). ganlab runs through ``Trainer.run()`` (a pack of one lane: the same vectorised code that trains
+a pack) with its diagnostics on (log_every=10, as in the studies; no evaluation inside the timed steps).
+The plain loop is what a researcher would write: the trial's own single G and D (``nn.Linear`` /
+``nn.Conv2d``), ``torch.optim.Adam`` with the same learning rates, the same non-saturating loss (BCE via
+softplus), the same alternating schedule (1 D step, then 1 G step with D frozen), drawing the same data and
+latents from the trial's counter-based streams. The two follow the same trajectory up to float rounding
+(batched kernels and a flat-buffer Adam round differently from per-module ones): the script checks the D/G
+losses agree to 1e-4 over the first iterations. Both run side by side in one process: warm-up, then rounds
+of [plain N steps, ganlab N steps] (order alternating between rounds to cancel drift); the table shows the
+median ms/step of each. ``--control`` also times a second, identical plain loop: its ratio to the first is
+the noise floor of the ganlab/plain ratio on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import os
 import statistics
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.config import TrialConfig, parse_trial
-from ganlab.train.trainer import Trainer
+from ganlab.train.trainer import DATA, G_SLOT, LATENT, SLOTS, Trainer
 
 TARGET = 1.10  # ganlab / plain, per step
 NEVER = 10**9  # train.steps and eval_every beyond any timed step: no evaluation, no "last step" report
@@ -51,28 +52,31 @@ def trial_config(workload: dict, seed: int) -> TrialConfig:
 
 
 class PlainLoop:
-    """The Trainer's math with nothing else: no diagnostics, no config lookups, no schedule dispatch."""
+    """The Trainer's math with nothing else: single models, no diagnostics, no lanes, no schedule dispatch."""
 
     def __init__(self, trainer: Trainer):
-        """Starts from ``trainer``'s current weights and random streams (call before it trains)."""
+        """Starts from ``trainer``'s initial weights and streams (call before it trains)."""
         cfg = trainer.cfg
-        self.G, self.D = copy.deepcopy(trainer.G), copy.deepcopy(trainer.D)
-        self.data, self.n, self.latent_dim = trainer.data, cfg.data.batch_size, trainer.G.latent_dim
-        self.data_rng = torch.Generator().set_state(trainer.rngs["data"].get_state())
-        self.z_rng = torch.Generator().set_state(trainer.rngs["z"].get_state())
+        self.G, self.D = trainer.initial_models(0)
+        self.trainer, self.n, self.latent_dim = trainer, cfg.data.batch_size, trainer.latent_dim
         betas = tuple(cfg.optim.betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr_d, betas=betas)
-        self.d_params, self.g_params = list(self.D.parameters()), list(self.G.parameters())
+        self.d_params = list(self.D.parameters())
+        self.iteration = 0
+
+    def _latents(self, address: int) -> torch.Tensor:
+        return self.trainer.streams[LATENT].normal(address, self.n, self.latent_dim)[0]
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         G, D, n = self.G, self.D, self.n
+        address = (self.iteration + 1) * SLOTS
         # D step: fakes without a graph through G, non-saturating BCE on raw logits.
         for p in self.d_params:
             p.requires_grad_(True)
         with torch.no_grad():
-            fake = G(torch.randn(n, self.latent_dim, generator=self.z_rng))
-        real = self.data.sample(n, self.data_rng)
+            fake = G(self._latents(address))
+        real = self.trainer.data.draw(self.trainer.streams[DATA], 2 * address, n)[0]
         d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -80,10 +84,11 @@ class PlainLoop:
         # G step: D frozen so its parameter gradients are never computed (as any tuned loop does).
         for p in self.d_params:
             p.requires_grad_(False)
-        g_loss = F.softplus(-D(G(torch.randn(n, self.latent_dim, generator=self.z_rng)))).mean()
+        g_loss = F.softplus(-D(G(self._latents(address + G_SLOT)))).mean()
         self.opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         self.opt_g.step()
+        self.iteration += 1
         return d_loss.detach(), g_loss.detach()
 
     def run(self, steps: int) -> None:
@@ -98,23 +103,20 @@ def run_ganlab(trainer: Trainer, steps: int) -> int:
     return reports
 
 
-def same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-
-
-def check_same_math(cfg: TrialConfig, steps: int) -> None:
-    """Exact equality, not closeness: same modules, same op order, same streams, CPU, same thread count."""
+def check_same_math(cfg: TrialConfig, steps: int, tolerance: float = 1e-4) -> float:
+    """Both loops follow one trajectory: their per-iteration D and G losses agree to ``tolerance`` (relative).
+    Returns the largest relative difference."""
     trainer = Trainer(cfg)
     plain = PlainLoop(trainer)
-    plain_losses = [plain.step() for _ in range(steps)]
+    plain_losses = torch.tensor([[float(d), float(g)] for d, g in (plain.step() for _ in range(steps))],
+                                dtype=torch.float64)
     run_ganlab(trainer, steps)
-    # The Trainer keeps each iteration's (mean over its one D / G step) loss in its oscillation windows.
-    d_ganlab, g_ganlab = trainer.d_loss_window.values(), trainer.g_loss_window.values()
-    d_plain = torch.stack([d for d, _ in plain_losses]).double()
-    g_plain = torch.stack([g for _, g in plain_losses]).double()
-    assert torch.equal(d_ganlab, d_plain), f"D losses differ:\n{d_ganlab}\n{d_plain}"
-    assert torch.equal(g_ganlab, g_plain), f"G losses differ:\n{g_ganlab}\n{g_plain}"
-    assert same_weights(trainer.G, plain.G) and same_weights(trainer.D, plain.D), "weights differ"
+    # The Trainer keeps each iteration's losses in its series window (columns: loss_d, its noise, loss_g, ...).
+    window = trainer.series_window.values()[:, 0]  # (iterations, columns) of the one lane
+    ganlab_losses = window[-steps:, [0, 2]].double()
+    worst = float(((ganlab_losses - plain_losses).abs() / plain_losses.abs().clamp(min=1e-6)).max())
+    assert worst <= tolerance, f"losses differ by {worst:.2e} (relative):\n{ganlab_losses}\n{plain_losses}"
+    return worst
 
 
 def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool) -> tuple[dict, bool]:
@@ -137,9 +139,7 @@ def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool
             run[who](steps)
             times[who]["wall"].append((time.perf_counter() - t0) / steps)
             times[who]["cpu"].append((time.process_time() - c0) / steps)
-    plain = loops["plain"]
-    identical = same_weights(trainer.G, plain.G) and same_weights(trainer.D, plain.D)
-    return times, identical
+    return times, True
 
 
 def main() -> None:
@@ -162,10 +162,9 @@ def main() -> None:
         if args.only and name not in args.only:
             continue
         cfg = trial_config(workload, args.seed)
-        if args.check_steps:
-            check_same_math(cfg, args.check_steps)
-        times, identical = bench(cfg, args.steps, args.repeats, args.warmup, args.control)
-        rows.append((name, times, identical))
+        worst = check_same_math(cfg, args.check_steps) if args.check_steps else float("nan")
+        times, _ = bench(cfg, args.steps, args.repeats, args.warmup, args.control)
+        rows.append((name, times, worst))
 
     med = statistics.median
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {args.steps} steps x {args.repeats} "
@@ -173,16 +172,16 @@ def main() -> None:
     print(f"1-min load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after, on {os.cpu_count()} CPUs "
           "(other busy processes inflate and scatter the timings)")
     if args.check_steps:
-        print(f"same math: D/G losses and weights bit-identical over the first {args.check_steps} iterations")
+        print(f"same math: D/G losses agree to 1e-4 (relative) over the first {args.check_steps} iterations")
     print(f"{'workload':<22} {'plain ms/step':>14} {'ganlab ms/step':>15} {'ratio':>7} {'target':>7} "
-          f"{'cpu ratio':>10} {'same weights':>13}" + (f" {'plain2/plain':>13}" if args.control else ""))
-    for name, times, identical in rows:
+          f"{'cpu ratio':>10} {'max loss diff':>13}" + (f" {'plain2/plain':>13}" if args.control else ""))
+    for name, times, worst in rows:
         plain, ganlab = times["plain"], times["ganlab"]
         p, g = med(plain["wall"]), med(ganlab["wall"])
         ratio, cpu_ratio = g / p, med(ganlab["cpu"]) / med(plain["cpu"])
         control = f" {med(times['plain2']['wall']) / p:>13.3f}" if "plain2" in times else ""
         print(f"{name:<22} {1000 * p:>14.3f} {1000 * g:>15.3f} {ratio:>7.3f} {f'<={TARGET:.2f}':>7} "
-              f"{cpu_ratio:>10.3f} {'yes' if identical else 'NO':>13}{control}  {'ok' if ratio <= TARGET else 'OVER'}")
+              f"{cpu_ratio:>10.3f} {worst:>13.1e}{control}  {'ok' if ratio <= TARGET else 'OVER'}")
     print("ms/step: wall-clock medians; cpu ratio: the same from process CPU time (robust to preemption by other")
     print("processes; with --threads > 1 it sums all threads). Per-round wall ms/step (plain | ganlab):")
     for name, times, _ in rows:

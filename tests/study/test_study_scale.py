@@ -232,8 +232,11 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int
     raise AssertionError("no trial made progress")
 
 
-def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path):
-    (tmp_path / "study.yaml").write_text(LONG + "max_failures: 0\nflush_interval_s: 0\n")
+@pytest.mark.parametrize("pack", ["1", "auto"])
+def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path, pack):
+    """Alone (pack: 1) the dead worker's trial fails and no other; in packs (2 of 2 trials on 2 CPUs) the
+    dead worker's pack fails, every lane of it with the reason, and the other pack runs to the end."""
+    (tmp_path / "study.yaml").write_text(LONG + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
     log = (tmp_path / "driver.log").open("w")
     proc = subprocess.Popen([GANLAB, "run", "study.yaml", "--num-cpus", "2"], cwd=tmp_path, stdout=log,
                             stderr=subprocess.STDOUT, text=True, env=env())
@@ -242,13 +245,17 @@ def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 1  # a failed trial fails the study's exit code ...
     out = (tmp_path / "driver.log").read_text()
-    assert "1 trial(s) failed" in out and "FAILED" in out
     df = load_study("resumable", uri_of(tmp_path))
     assert len(df) == 4  # ... but every other trial ran to the end
-    failed = df[df["run_id"] == victim.info.run_id].iloc[0]
-    assert failed["status"] == "FAILED" and failed["trial_status"] == "failed"
-    assert failed["stop_reason"].startswith("failed:")
-    others = df[df["run_id"] != victim.info.run_id]
+    pack_of = {r: client.get_run(r).data.tags.get("ganlab.pack") for r in df["run_id"]}
+    lost = [r for r in df["run_id"] if r == victim.info.run_id
+            or (pack == "auto" and pack_of[r] == pack_of[victim.info.run_id])]
+    assert len(lost) == (1 if pack == "1" else 2)
+    assert f"{len(lost)} trial(s) failed" in out and "FAILED" in out
+    failed = df[df["run_id"].isin(lost)]
+    assert (failed["status"] == "FAILED").all() and (failed["trial_status"] == "failed").all()
+    assert failed["stop_reason"].str.startswith("failed:").all()
+    others = df[~df["run_id"].isin(lost)]
     assert (others["status"] == "FINISHED").all() and (others["progress/g_steps"] == STEPS).all()
 
 

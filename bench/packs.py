@@ -1,0 +1,110 @@
+"""Trial-steps per second and memory per lane of a pack, from 1 to 1024 lanes of the lr_ratio trial.
+
+    .venv/bin/python bench/packs.py [--lanes 1 8 64 256 1024] [--seconds 5] [--device auto] [--threads 1]
+
+Each pack size runs in its own process (so its peak memory is its own): a ``PackTrainer`` of L lanes of the
+``studies/lr_ratio.yaml`` trial (ring8, MLP 3 x 128, batch 256, Adam, diagnostics logged every 10 steps as in
+a study; lanes differ in seed and lr_ratio, as in the study) trains warm-up steps, then timed steps for at
+least ``--seconds``. Printed: ms per pack step, trial-steps/s (lanes x steps / s), the speed-up over one
+lane, and memory: the process's peak RSS on CPU, CUDA's max allocated on a GPU (what ``pack: auto`` is
+sized by), each also per lane above the 1-lane figure. The trainer imports without Ray, MLflow or Optuna,
+so this runs on a bare GPU machine with torch, numpy and pydantic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP = 3  # untimed pack steps (allocation, kernel choice)
+RATIOS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the lr_ratio study's grid, cycled over the lanes
+
+
+def measure(lanes: int, seconds: float, device: str, threads: int) -> dict:
+    import torch
+
+    from ganlab.config import load_study
+    from ganlab.train.trainer import PackTrainer
+
+    torch.set_num_threads(threads)
+    trial = load_study(REPO / "studies" / "lr_ratio.yaml").trial
+    train = trial.train.model_copy(update={"steps": 10**9, "eval_every": 10**9})
+    cfgs = [trial.model_copy(update={"seed": i, "train": train,
+                                     "optim": trial.optim.model_copy(update={"lr_ratio": RATIOS[i % len(RATIOS)]})})
+            for i in range(lanes)]
+    trainer = PackTrainer(cfgs, device)
+    dev = trainer.device
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in trainer.run_pack(stop_at=WARMUP):
+        pass
+    sync()
+    steps, started = 0, time.perf_counter()
+    while True:
+        chunk = 10  # one logged step per chunk, as in a study
+        for _ in trainer.run_pack(stop_at=trainer.iteration + chunk):
+            pass
+        steps += chunk
+        sync()
+        if time.perf_counter() - started >= seconds:
+            break
+    elapsed = time.perf_counter() - started
+    out = {"lanes": lanes, "device": str(dev), "ms_per_step": 1000 * elapsed / steps,
+           "trial_steps_per_s": lanes * steps / elapsed,
+           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if dev.type == "cuda":
+        out["cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        out["gpu"] = torch.cuda.get_device_name()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--lanes", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
+    ap.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack size (at least 10 steps)")
+    ap.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu or cuda")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (a trial slot's CPU share: 1)")
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one pack size, print JSON
+    args = ap.parse_args()
+    if args.one is not None:
+        print(json.dumps(measure(args.one, args.seconds, args.device, args.threads)))
+        return 0
+    rows = []
+    for lanes in args.lanes:
+        print(f"  {lanes} lane(s) ...", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, __file__, "--one", str(lanes), "--seconds", str(args.seconds),
+                               "--device", args.device, "--threads", str(args.threads)],
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        if proc.returncode != 0:
+            print(f"{lanes} lanes failed:\n{proc.stderr[-2000:]}", file=sys.stderr)
+            break
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    if not rows:
+        return 1
+    base = rows[0]
+    cuda = "cuda_max_allocated_mb" in base
+    mem = "cuda_max_allocated_mb" if cuda else "peak_rss_mb"
+    print(f"lr_ratio trial (ring8, MLP 3 x 128, batch 256, Adam, log_every 10) on {base.get('gpu', base['device'])}, "
+          f"{args.threads} thread(s); memory: {'CUDA max allocated' if cuda else 'peak RSS of the process'}")
+    print(f"{'lanes':>6} {'ms/step':>9} {'trial-steps/s':>14} {'speed-up':>9} {'memory MB':>10} {'MB/lane':>8}")
+    for r in rows:
+        extra = r["lanes"] - base["lanes"]
+        per_lane = (r[mem] - base[mem]) / extra if extra else r[mem]
+        print(f"{r['lanes']:>6} {r['ms_per_step']:>9.2f} {r['trial_steps_per_s']:>14.0f} "
+              f"{r['trial_steps_per_s'] / base['trial_steps_per_s']:>8.1f}x {r[mem]:>10.0f} {per_lane:>8.2f}")
+    print("speed-up: trial-steps/s over the first row; MB/lane: above the first row, per added lane (first row: total)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
