@@ -1,6 +1,7 @@
 """Trial-steps per second and memory per lane of a pack, from 1 to 1024 lanes of the lr_ratio trial.
 
     .venv/bin/python bench/packs.py [--lanes 1 8 64 256 1024] [--seconds 5] [--device auto] [--threads 1]
+    .venv/bin/python bench/packs.py --estimate studies/stability_map.yaml [--steps 30] [--slots N]
 
 Each pack size runs in its own process (so its peak memory is its own): a ``PackTrainer`` of L lanes of the
 ``studies/lr_ratio.yaml`` trial (ring8, MLP 3 x 128, batch 256, Adam, diagnostics logged every 10 steps as in
@@ -8,7 +9,8 @@ a study; lanes differ in seed and lr_ratio, as in the study) trains warm-up step
 least ``--seconds``. Printed: ms per pack step, trial-steps/s (lanes x steps / s), the speed-up over one
 lane, and memory: the process's peak RSS on CPU, CUDA's max allocated on a GPU (what ``pack: auto`` is
 sized by), each also per lane above the 1-lane figure. The trainer imports without Ray, MLflow or Optuna,
-so this runs on a bare GPU machine with torch, numpy and pydantic.
+so this runs on a bare GPU machine with torch, numpy and pydantic. ``--estimate`` times a fraction of a
+study's packs instead and extrapolates its training time on this machine.
 """
 
 from __future__ import annotations
@@ -68,14 +70,71 @@ def measure(lanes: int, seconds: float, device: str, threads: int) -> dict:
     return out
 
 
+def estimate(study_file: str, steps: int, slots: int | None, threads: int, device: str) -> int:
+    """A study's training time on this machine from a measured fraction: each pack shape's largest pack
+    trains ``steps`` iterations and one evaluation, timed; every pack's time is extrapolated to its
+    ``train.steps`` and evaluations, and the packs are spread over the trial slots (longest first).
+    Ray, MLflow and the checkpoints are left out: bench/pack_studies.py measures them on whole studies."""
+    import torch
+
+    from ganlab.config import apply_overrides, load_study
+    from ganlab.study.packs import plan_packs, trial_slots
+    from ganlab.train.lanes import pack_shape
+    from ganlab.train.trainer import PackTrainer
+
+    torch.set_num_threads(threads)
+    study = load_study(study_file)
+    slots = slots or trial_slots(study, {"CPU": float(os.cpu_count() or 1)})
+    packs = plan_packs(study, study.points(), slots)
+    cfgs = [[apply_overrides(study.trial, study.resolve(lane.point)) for lane in pack] for pack in packs]
+    measured: dict[str, tuple[float, float]] = {}  # shape -> (s per step, s per evaluation) of its largest pack
+    for pack in sorted(cfgs, key=len, reverse=True):
+        shape = pack_shape(pack[0])
+        if shape in measured:
+            continue
+        t = pack[0].train
+        short = t.model_copy(update={"steps": 10**9, "eval_every": 10**9})
+        trainer = PackTrainer([c.model_copy(update={"train": short}) for c in pack], device)
+        for _ in trainer.run_pack(stop_at=WARMUP):
+            pass
+        started = time.perf_counter()
+        for _ in trainer.run_pack(stop_at=WARMUP + steps):
+            pass
+        per_step = (time.perf_counter() - started) / steps
+        started = time.perf_counter()
+        trainer.evaluate()
+        measured[shape] = (per_step, time.perf_counter() - started)
+        print(f"  {len(pack)} lanes, {', '.join(f'{k}={v}' for k, v in packs[cfgs.index(pack)][0].point.items())}: "
+              f"{1000 * per_step:.1f} ms/step, {measured[shape][1]:.2f} s/evaluation", file=sys.stderr, flush=True)
+    times = []
+    for pack in cfgs:
+        per_step, per_eval = measured[pack_shape(pack[0])]
+        t = pack[0].train
+        times.append(t.steps * per_step * len(pack) / max(len(p) for p in cfgs if pack_shape(p[0]) == pack_shape(pack[0]))
+                     + (t.steps // t.eval_every + 1) * per_eval)
+    loads = [0.0] * slots
+    for seconds in sorted(times, reverse=True):  # longest first onto the least loaded slot
+        loads[loads.index(min(loads))] += seconds
+    print(f"{study.name}: {study.trial_count()} trials in {len(packs)} packs on {slots} slot(s) of {threads} thread(s), "
+          f"measured over {steps} steps of each shape's largest pack: training ~{max(loads) / 60:.0f} min "
+          f"(sum over packs {sum(times) / 3600:.1f} CPU-h); Ray, MLflow and checkpoints not included")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lanes", type=int, nargs="+", default=[1, 8, 64, 256, 1024])
     ap.add_argument("--seconds", type=float, default=5.0, help="timed seconds per pack size (at least 10 steps)")
     ap.add_argument("--device", default="auto", help="auto (CUDA when visible), cpu or cuda")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (a trial slot's CPU share: 1)")
+    ap.add_argument("--estimate", metavar="STUDY", help="instead: estimate this study's training time from a "
+                    "measured fraction (--steps of each pack shape)")
+    ap.add_argument("--steps", type=int, default=30, help="with --estimate: timed iterations per pack shape")
+    ap.add_argument("--slots", type=int, help="with --estimate: trial slots (default: this machine's CPUs)")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one pack size, print JSON
     args = ap.parse_args()
+    if args.estimate:
+        return estimate(args.estimate, args.steps, args.slots, args.threads, args.device)
     if args.one is not None:
         print(json.dumps(measure(args.one, args.seconds, args.device, args.threads)))
         return 0

@@ -267,8 +267,9 @@ class StudyConfig(_Strict):
         "(ganlab.train.lanes.pack_shape) share packs sized to fill the cluster's trial slots, at most pack_max "
         "each; 1 under Optuna, ASHA and PBT, which choose, stop or clone trials one at a time. 1: no packs"
     )
-    pack_max: int = Field(256, ge=1, description="the most trials one pack holds under pack: auto (a pack's memory "
-                          "and step time grow with it)")
+    pack_max: int = Field(64, ge=1, description="the most trials one pack holds under pack: auto. On CPU a pack's "
+                          "throughput peaks at 8 to 64 lanes and falls beyond (the lr_ratio trial: 155 trial-steps/s "
+                          "at 64 lanes, 75 at 256; bench/packs.py); on a GPU raise it (memory per lane: bench/packs.py)")
     max_failures: int = Field(
         2, ge=-1, description="restarts of a trial whose worker died, each from its last checkpoint (-1: unlimited)"
     )
