@@ -112,6 +112,14 @@ FAULTS = [
     Fault("study/progress.py", "    pending = max(0, total - n_ended - n(errored) - n(running) - n(paused))",
           "    pending = max(0, total - n_ended - n(running) - n(paused))", "tests/study/test_progress.py",
           "failed trials counted as pending too"),
+    # --- packs ----------------------------------------------------------------------------------------------------
+    Fault("study/packs.py", "        size = max(1, min(study.pack_max, math.ceil(len(points) / slots)))",
+          "        size = max(1, min(study.pack_max, len(points) // slots))",
+          "tests/study/test_packs.py::test_packs_hold_one_shape_and_fill_the_slots_evenly",
+          "auto pack size rounded down (a slot gets a second, small pack)"),
+    Fault("study/progress.py", "    n_ended = n(ended) + sum(lanes_done.get(i, 0) for i in running | paused)",
+          "    n_ended = n(ended)", "tests/study/test_packs.py::test_counts_add_up_in_trials_when_packs_hold_several",
+          "trials that ended inside a running pack not counted done"),
     # --- analysis ---------------------------------------------------------------------------------------------------
     Fault("analysis/tables.py", "    z = stats.norm.ppf(0.5 + confidence / 2)", "    z = stats.norm.ppf(confidence)",
           "tests/analysis/test_analysis.py", "Wilson interval with a one-sided z"),
