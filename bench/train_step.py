@@ -119,7 +119,7 @@ def check_same_math(cfg: TrialConfig, steps: int, tolerance: float = 1e-4) -> fl
     return worst
 
 
-def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool) -> tuple[dict, bool]:
+def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool) -> dict:
     """Per-step seconds of each block, by wall clock and by this process's CPU time. With ``control``, a
     second, identical plain loop is timed too: plain2 / plain is the noise floor of the ratio."""
     trainer = Trainer(cfg)
@@ -139,7 +139,7 @@ def bench(cfg: TrialConfig, steps: int, repeats: int, warmup: int, control: bool
             run[who](steps)
             times[who]["wall"].append((time.perf_counter() - t0) / steps)
             times[who]["cpu"].append((time.process_time() - c0) / steps)
-    return times, True
+    return times
 
 
 def main() -> None:
@@ -163,7 +163,7 @@ def main() -> None:
             continue
         cfg = trial_config(workload, args.seed)
         worst = check_same_math(cfg, args.check_steps) if args.check_steps else float("nan")
-        times, _ = bench(cfg, args.steps, args.repeats, args.warmup, args.control)
+        times = bench(cfg, args.steps, args.repeats, args.warmup, args.control)
         rows.append((name, times, worst))
 
     med = statistics.median
