@@ -86,19 +86,58 @@ GRID_STUDY = textwrap.dedent(
 )
 
 
+def once_per_run(tmp_path_factory, name: str, make) -> Path:
+    """A folder ``make(folder)`` fills once per pytest run, however many xdist workers ask for it: the first
+    worker makes it under a file lock, the others wait and reuse it. ``make`` failing leaves no folder, so every
+    worker that asks reports the failure instead of reading half a result."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the run's folder, shared by workers
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            try:
+                make(folder)
+            except BaseException:
+                shutil.rmtree(folder, ignore_errors=True)
+                raise
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def grid_study(tmp_path_factory):
     """A finished 8-trial study over two swept axes (lr ratio x D steps, two seeds), run once by the real
-    `ganlab run`: (folder, study file, tracking URI)."""
-    workdir = tmp_path_factory.mktemp("grid")
-    study = workdir / "grid.yaml"
-    study.write_text(GRID_STUDY)
-    proc = subprocess.run(
-        ganlab_cmd("run", str(study), "--num-cpus", "2"), cwd=workdir, capture_output=True, text=True, timeout=600,
-        env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")},
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return workdir, study, f"sqlite:///{workdir / 'mlflow.db'}"
+    `ganlab run` (once per pytest run, shared by xdist workers): (folder, study file, tracking URI). Tests read
+    it; one that writes to its store (``report --attach``) adds to it without changing what the others read."""
+
+    def make(workdir: Path) -> None:
+        (workdir / "grid.yaml").write_text(GRID_STUDY)
+        proc = subprocess.run(
+            ganlab_cmd("run", "grid.yaml", "--num-cpus", "2"), cwd=workdir, capture_output=True, text=True,
+            timeout=600, env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")},
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    workdir = once_per_run(tmp_path_factory, "grid", make)
+    return workdir, workdir / "grid.yaml", f"sqlite:///{workdir / 'mlflow.db'}"
+
+
+# Module-scoped fixtures that run a study or train models (tens of seconds each): the tests sharing one run on
+# the same xdist worker (`--dist loadgroup`), so each fixture runs once per pytest run, not once per worker.
+SHARED_MODULE_FIXTURES = ("study_dir", "reference", "digits", "dirac", "synthetic", "clf", "server",
+                          "packed_and_alone")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the node ids
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        shared = [f for f in SHARED_MODULE_FIXTURES if f in getattr(item, "fixturenames", ())]
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
 
 
 RAY_CLUSTER_CPUS = 2
@@ -135,3 +174,14 @@ def ray_cluster(tmp_path_factory):
         head.wait(timeout=30)
     except ProcessLookupError:
         pass
+
+
+def pytest_collection_finish(session):
+    """xdist's loadgroup works by renaming node ids, which pytest 9 no longer allows (pyproject pins pytest 8):
+    if groups stop reaching the scheduler, every worker would rerun each shared study, so say so and stop."""
+    if getattr(session.config, "workerinput", None) is None or not session.config.getvalue("loadgroup"):
+        return
+    grouped = [item for item in session.items if item.get_closest_marker("xdist_group")]
+    if grouped and "@" not in grouped[0].nodeid:
+        raise pytest.UsageError("xdist's --dist loadgroup is not grouping tests under this pytest "
+                                f"{pytest.__version__}: install the pinned versions (requirements/constraints.txt).")
