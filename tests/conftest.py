@@ -14,6 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "studies"
 
 
+def pytest_configure(config):
+    """Each xdist worker owns one of the machine's cores: torch in a worker (and every process it starts: `ganlab
+    train`, a Ray head and its trial actors) uses one thread. Two workers running torch with a thread per core
+    each would oversubscribe the cores, and torch's threads spin-wait for each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = "1"
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def torch_state():
     """Tests may set torch's thread count or seed its global generator; the next test finds both as they were,
