@@ -121,17 +121,16 @@ def once_per_run(tmp_path_factory, name: str, make) -> Path:
 
 
 @pytest.fixture(scope="session")
-def grid_study(tmp_path_factory):
+def grid_study(tmp_path_factory, ray_cluster):
     """A finished 8-trial study over two swept axes (lr ratio x D steps, two seeds), run once by the real
-    `ganlab run` (once per pytest run, shared by xdist workers): (folder, study file, tracking URI). Tests read
+    `ganlab run` on a worker's Ray head (once per pytest run, shared by xdist workers): (folder, study file, tracking URI). Tests read
     it; one that writes to its store (``report --attach``) adds to it without changing what the others read."""
 
     def make(workdir: Path) -> None:
         (workdir / "grid.yaml").write_text(GRID_STUDY)
-        proc = subprocess.run(
-            ganlab_cmd("run", "grid.yaml", "--num-cpus", "2"), cwd=workdir, capture_output=True, text=True,
-            timeout=600, env={k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")},
-        )
+        address, env = ray_cluster
+        proc = subprocess.run(ganlab_cmd("run", "grid.yaml", "--address", address), cwd=workdir, capture_output=True,
+                              text=True, timeout=600, env=env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     workdir = once_per_run(tmp_path_factory, "grid", make)

@@ -110,19 +110,21 @@ STUDY = """
 """
 
 
-def _run(workdir: Path, pack: str) -> tuple[subprocess.CompletedProcess, str]:
+def _run(workdir: Path, pack: str, cluster: tuple[str, dict]) -> tuple[subprocess.CompletedProcess, str]:
+    """`ganlab run` on the session's Ray head (2 CPUs: packs are planned for its 2 trial slots)."""
     workdir.mkdir()
     (workdir / "packs.yaml").write_text(textwrap.dedent(STUDY).replace("PACK", pack))
-    proc = subprocess.run([GANLAB, "run", "packs.yaml", "--num-cpus", "2"], cwd=workdir, capture_output=True,
-                          text=True, timeout=600)
+    address, env = cluster
+    proc = subprocess.run([GANLAB, "run", "packs.yaml", "--address", address], cwd=workdir, capture_output=True,
+                          text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, f"sqlite:///{workdir / 'mlflow.db'}"
 
 
 @pytest.fixture(scope="module")
-def packed_and_alone(tmp_path_factory):
+def packed_and_alone(tmp_path_factory, ray_cluster):
     root = tmp_path_factory.mktemp("packs")
-    return _run(root / "packed", "auto"), _run(root / "alone", "1"), root
+    return _run(root / "packed", "auto", ray_cluster), _run(root / "alone", "1", ray_cluster), root
 
 
 def _histories(uri: str, folder: Path) -> dict[tuple, pd.DataFrame]:

@@ -1,8 +1,7 @@
-"""End to end through the real `ganlab run` command: local Ray (2 CPUs), real torch training, a fresh
+"""End to end through the real `ganlab run` command: a real Ray head (2 CPUs, shared by the session), real torch training, a fresh
 MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -44,21 +43,23 @@ N = len(RATIOS) * len(SEEDS)
 MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY) if s % (5 * LOG_EVERY) == 0 or s % EVAL_EVERY == 0)
 
 
-def ganlab_run(workdir: Path, study: Path) -> subprocess.CompletedProcess:
+def ganlab_run(workdir: Path, study: Path, cluster: tuple[str, dict]) -> subprocess.CompletedProcess:
+    """`ganlab run` on the session's Ray head (2 CPUs, token auth), with its default progress reports."""
+    address, env = cluster
     proc = subprocess.run(
-        [GANLAB, "run", str(study), "--num-cpus", "2"], cwd=workdir, capture_output=True, text=True, timeout=600,
-        env={k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"},
+        [GANLAB, "run", str(study), "--address", address], cwd=workdir, capture_output=True, text=True, timeout=600,
+        env={k: v for k, v in env.items() if k != "GANLAB_PROGRESS_EVERY"},
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
 
 @pytest.fixture(scope="module")
-def study_dir(tmp_path_factory):
+def study_dir(tmp_path_factory, ray_cluster):
     workdir = tmp_path_factory.mktemp("study")
     study = workdir / "tiny.yaml"
     study.write_text(STUDY)
-    proc = ganlab_run(workdir, study)
+    proc = ganlab_run(workdir, study, ray_cluster)
     return workdir, study, proc
 
 
@@ -139,9 +140,9 @@ def test_load_study_one_row_per_trial(uri, study_dir, tmp_path):
     assert df["progress/g_steps"].eq(STEPS).all()
 
 
-def test_second_run_is_a_second_parent(uri, study_dir):
+def test_second_run_is_a_second_parent(uri, study_dir, ray_cluster):
     workdir, study, _ = study_dir
-    ganlab_run(workdir, study)
+    ganlab_run(workdir, study, ray_cluster)
     latest = load_study("tiny", tracking_uri=uri)
     everything = load_study("tiny", tracking_uri=uri, run="all")
     assert len(latest) == N and len(everything) == 2 * N
@@ -205,7 +206,7 @@ def _browser_check(page: str, workdir: Path) -> None:
     assert pixels.shape[:2] == (1000, 1600) and pixels[..., :3].std() > 0.05  # not a blank page
 
 
-def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path):
+def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path, ray_cluster):
     study = tmp_path / "blowup.yaml"
     study.write_text(textwrap.dedent(
         """
@@ -221,7 +222,7 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path):
         resources: {cpu: 1}
         """
     ))
-    proc = ganlab_run(tmp_path, study)  # exit 0: a diverged trial is a result, not a failure
+    proc = ganlab_run(tmp_path, study, ray_cluster)  # exit 0: a diverged trial is a result, not a failure
     assert "Traceback" not in proc.stdout
     df = load_study("blowup", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").set_index("optim.lr_g")
     assert (df["status"] == "FINISHED").all()

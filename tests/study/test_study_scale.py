@@ -326,7 +326,7 @@ resources: {cpu: 1}
 """
 
 
-def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path):
+def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path, ray_cluster):
     (tmp_path / "opt.yaml").write_text("name: opt\n" + SHORT.replace("steps: 400", "steps: 200") + textwrap.dedent("""
         sweep:
           optim.lr_ratio: {loguniform: [0.25, 8.0]}
@@ -337,7 +337,8 @@ def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path):
         confirm: {top: 2, seeds: 2}
         max_concurrent: 2
         """))
-    proc = run(tmp_path, "run", "opt.yaml", "--num-cpus", "2")
+    address, auth = cluster(ray_cluster)
+    proc = run(tmp_path, "run", "opt.yaml", "--address", address, **auth)
     assert "Stability across seeds (confirmation phase)" in proc.stdout
     storage = f"sqlite:///{tmp_path / 'ganlab_studies' / 'opt' / 'search' / 'optuna.db'}"  # optuna-dashboard opens it
     (summary,) = optuna.get_all_study_summaries(storage)
