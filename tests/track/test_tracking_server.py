@@ -75,11 +75,13 @@ def server(tmp_path_factory):
     _stop_server(proc)
 
 
-def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path):
+def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path, ray_cluster):
     url, root = server
+    address, cluster_env = ray_cluster
     (tmp_path / "study.yaml").write_text(STUDY)
-    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", url],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env())
+    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--address", address, "--tracking-uri", url],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()  # all went to the server
     df = load_study("served", tracking_uri=url)
@@ -163,7 +165,7 @@ def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path
     assert most >= 3, f"at most {most} trials were writing at once"
 
 
-def test_a_server_outage_mid_study_loses_nothing(tmp_path):
+def test_a_server_outage_mid_study_loses_nothing(tmp_path, ray_cluster):
     """The real server is killed while trials run and restarted later: trials keep training, spool what
     cannot be sent and deliver it when the server is back or via `ganlab sync`; every point arrives."""
     root = tmp_path / "server"
@@ -184,8 +186,10 @@ def test_a_server_outage_mid_study_loses_nothing(tmp_path):
         artifacts: {sample_plots: 0}
         """))
     log = (tmp_path / "driver.log").open("w")
-    proc = subprocess.Popen([str(BIN / "ganlab"), "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", url],
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True, env=env())
+    address, cluster_env = ray_cluster
+    proc = subprocess.Popen([str(BIN / "ganlab"), "run", "study.yaml", "--address", address, "--tracking-uri", url],
+                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
+                            env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"})
     client = MlflowClient(url)
     deadline = time.time() + 240
     while True:  # both trials are logging
