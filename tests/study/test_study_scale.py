@@ -1,5 +1,5 @@
-"""Studies at scale, end to end with real components: `ganlab run` on local Ray and on a two-node Ray
-cluster on loopback (token auth), real Optuna, ASHA and PBT, a real MLflow SQLite store; the driver killed
+"""Studies at scale, end to end with real components: `ganlab run` on a real Ray head (the session's, token
+auth; `ganlab run` joins it with --address) and on a two-node Ray cluster on loopback, real Optuna, ASHA and PBT, a real MLflow SQLite store; the driver killed
 (SIGINT, SIGKILL) and a trial's worker killed mid-study. Nothing is mocked."""
 
 import json
@@ -108,11 +108,12 @@ def _digest(state) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def reference(tmp_path_factory, ray_cluster):
     """The uninterrupted study every interrupted one must reproduce exactly."""
     workdir = tmp_path_factory.mktemp("reference")
     (workdir / "study.yaml").write_text(LONG)
-    run(workdir, "run", "study.yaml", "--num-cpus", "2")
+    address, auth = cluster(ray_cluster)
+    run(workdir, "run", "study.yaml", "--address", address, **auth)
     snap = snapshot(workdir, "resumable")
     assert snap["statuses"] == [("study", "FINISHED")] + [("trial", "FINISHED")] * 4
     for key, trial in snap.items():
@@ -122,11 +123,13 @@ def reference(tmp_path_factory):
     return snap
 
 
-def start(workdir: Path) -> subprocess.Popen:
-    (workdir / "study.yaml").write_text(LONG)
+def start(workdir: Path, ray_cluster, study: str = LONG) -> subprocess.Popen:
+    """`ganlab run` of ``study`` on the session's Ray head, in the background, its output in driver.log."""
+    (workdir / "study.yaml").write_text(study)
     log = (workdir / "driver.log").open("w")
-    return subprocess.Popen([GANLAB, "run", "study.yaml", "--num-cpus", "2"], cwd=workdir, stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=env())
+    address, auth = cluster(ray_cluster)
+    return subprocess.Popen([GANLAB, "run", "study.yaml", "--address", address], cwd=workdir, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, env=env(**auth))
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -153,8 +156,9 @@ def wait_for_step(workdir: Path, proc: subprocess.Popen, step: int, timeout: flo
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_path, sig):
-    proc = start(tmp_path)
+def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_path, sig, ray_cluster):
+    address, auth = cluster(ray_cluster)
+    proc = start(tmp_path, ray_cluster)
     wait_for_step(tmp_path, proc, 300)
     proc.send_signal(sig)
     rc = proc.wait(timeout=120)
@@ -167,30 +171,32 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
         assert "RUNNING" not in {s for _, s in snapshot(tmp_path, "resumable")["statuses"]}
         # the interrupted run logs to this store: resuming into another is refused, naming both, and runs nothing
         other = f"sqlite:///{tmp_path / 'other.db'}"
-        refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", "--tracking-uri", other, expect=2)
+        refused = run(tmp_path, "run", "study.yaml", "--address", address, "--tracking-uri", other, expect=2, **auth)
         assert f"logs to {uri_of(tmp_path)}, not {other}" in refused.stderr and "--fresh" in refused.stderr
         assert refused.stderr.strip().count("\n") == 0
     else:  # resuming refuses a changed study file, naming the key, and runs nothing
         (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
-        refused = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", expect=2)
+        refused = run(tmp_path, "run", "study.yaml", "--address", address, expect=2, **auth)
         assert "study file changed" in refused.stderr and "trial.optim.lr_g" in refused.stderr
         assert "--fresh" in refused.stderr and refused.stderr.strip().count("\n") == 0
         (tmp_path / "study.yaml").write_text(LONG)
-    resumed = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", *(["--resume"] if sig == signal.SIGKILL else []))
+    resumed = run(tmp_path, "run", "study.yaml", "--address", address,
+                  *(["--resume"] if sig == signal.SIGKILL else []), **auth)
     assert "Resuming the interrupted search" in resumed.stdout
     assert snapshot(tmp_path, "resumable") == reference  # same runs, same values, every step exactly once
     assert len(load_study("resumable", uri_of(tmp_path), run="all")) == 4  # no duplicate trial runs
 
 
-def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, tmp_path):
+def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, tmp_path, ray_cluster):
     """--fresh beside an interrupted run: that run is closed (KILLED, kept in MLflow) and a new parent run trains
     every trial from the start, to the uninterrupted study's numbers."""
-    proc = start(tmp_path)
+    proc = start(tmp_path, ray_cluster)
     wait_for_step(tmp_path, proc, 200)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130
     interrupted = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
-    fresh = run(tmp_path, "run", "study.yaml", "--num-cpus", "2", "--fresh")
+    address, auth = cluster(ray_cluster)
+    fresh = run(tmp_path, "run", "study.yaml", "--address", address, "--fresh", **auth)
     assert "Resuming" not in fresh.stdout
     client = MlflowClient(uri_of(tmp_path))
     assert client.get_run(interrupted["parent_run_id"]).info.status == "KILLED"
@@ -199,8 +205,8 @@ def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, t
     assert snapshot(tmp_path, "resumable", parent=new["parent_run_id"]) == reference
 
 
-def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path):
-    proc = start(tmp_path)
+def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path, ray_cluster):
+    proc = start(tmp_path, ray_cluster)
     client = MlflowClient(uri_of(tmp_path))
     victim = _running_trial_run(client, proc, tmp_path, 400)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
@@ -233,13 +239,10 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int
 
 
 @pytest.mark.parametrize("pack", ["1", "auto"])
-def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path, pack):
+def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path, pack, ray_cluster):
     """Alone (pack: 1) the dead worker's trial fails and no other; in packs (2 of 2 trials on 2 CPUs) the
     dead worker's pack fails, every lane of it with the reason, and the other pack runs to the end."""
-    (tmp_path / "study.yaml").write_text(LONG + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
-    log = (tmp_path / "driver.log").open("w")
-    proc = subprocess.Popen([GANLAB, "run", "study.yaml", "--num-cpus", "2"], cwd=tmp_path, stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=env())
+    proc = start(tmp_path, ray_cluster, LONG + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
     client = MlflowClient(uri_of(tmp_path))
     victim = _running_trial_run(client, proc, tmp_path, 200)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
