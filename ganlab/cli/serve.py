@@ -74,41 +74,56 @@ def _serve(cmd: list[str], log: Path, url: str) -> int:
     # MLflow's GenAI job runner (huey consumer processes) serves no ganlab view and cost ~30 CPU-s of its ~40 at
     # every start (measured, 2 cores); the user's environment may still turn it on.
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    with log.open("a") as out:
-        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    stopping = False
 
     def stop(*_: object) -> None:
-        raise KeyboardInterrupt
+        nonlocal stopping
+        stopping = True
 
-    signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C or SIGTERM only set a flag, never raise: an exception raised while the server starts (after its fork,
+    # before `proc` holds it) left it running, orphaned (measured: `ganlab ui` sent SIGTERM right after its first
+    # line left an `mlflow server` behind in 7 tries of 8).
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     health = url.replace("://0.0.0.0:", "://127.0.0.1:") + "/health"
+    with log.open("a") as out:
+        proc = subprocess.Popen(cmd, start_new_session=True, stdout=out, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.time() + SERVE_WAIT_S
-        while proc.poll() is None and time.time() < deadline:
-            try:
-                with urllib.request.urlopen(health, timeout=2):
-                    print(f"Serving {url}", flush=True)
-                    break
-            except OSError:
-                time.sleep(0.5)
-        code = proc.wait()
+        deadline, answered = time.time() + SERVE_WAIT_S, False
+        while proc.poll() is None and not stopping:
+            if not answered and time.time() < deadline:
+                try:
+                    with urllib.request.urlopen(health, timeout=2):
+                        print(f"Serving {url}", flush=True)
+                        answered = True
+                except OSError:
+                    pass
+            time.sleep(0.5)
+        if stopping:
+            return 0
         tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        print(f"ganlab: the MLflow server stopped (exit code {code}); the end of {log}:\n{tail}", file=sys.stderr)
+        print(f"ganlab: the MLflow server stopped (exit code {proc.returncode}); the end of {log}:\n{tail}",
+              file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
-        for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                proc.wait(timeout=grace)
-                time.sleep(0.5)  # let the group's other members exit too
-            except subprocess.TimeoutExpired:
-                continue
+        _stop_group(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """The server's whole process group: politely, then not."""
+    for sig, grace in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
         try:
-            os.killpg(proc.pid, signal.SIGKILL)  # anything the group leader left behind
+            os.killpg(proc.pid, sig)
         except ProcessLookupError:
-            pass
+            break
+        try:
+            proc.wait(timeout=grace)
+            time.sleep(0.5)  # let the group's other members exit too
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # anything the group leader left behind
+    except ProcessLookupError:
+        pass

@@ -2,6 +2,7 @@
 MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -272,12 +273,28 @@ def test_load_history_reads_every_step_in_bulk(uri):
     assert (h[h["metric"] == "eval/modes"].groupby("run_id").size() == STEPS // EVAL_EVERY).all()
 
 
+def _serving(uri: str) -> list[str]:
+    """Command lines of the processes still running with ``uri`` in them (an MLflow server and its workers)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if uri in cmd and int(pid) != os.getpid():
+            found.append(cmd)
+    return found
+
+
 def test_ui_on_a_non_loopback_host_warns_that_mlflow_has_no_authentication(uri, study_dir):
+    """Also: `ganlab ui` stopped at once (SIGTERM while its server starts) takes the server with it; before the
+    handler was installed ahead of the server, this left an orphaned `mlflow server` running."""
     proc = subprocess.Popen([GANLAB, "ui", "--tracking-uri", uri, "--host", "0.0.0.0", "--port", str(free_port())],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         warning = proc.stderr.readline()  # printed before the server starts
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        proc.wait(timeout=60)
     assert "WARNING: binding 0.0.0.0" in warning and "no authentication" in warning
+    assert _serving(uri) == [], "ganlab ui exited and left its MLflow server running"
