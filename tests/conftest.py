@@ -123,8 +123,9 @@ def once_per_run(tmp_path_factory, name: str, make) -> Path:
 @pytest.fixture(scope="session")
 def grid_study(tmp_path_factory, ray_cluster):
     """A finished 8-trial study over two swept axes (lr ratio x D steps, two seeds), run once by the real
-    `ganlab run` on a worker's Ray head (once per pytest run, shared by xdist workers): (folder, study file, tracking URI). Tests read
-    it; one that writes to its store (``report --attach``) adds to it without changing what the others read."""
+    `ganlab run` on a worker's Ray head (once per pytest run, shared by xdist workers): (folder, study file,
+    tracking URI). Tests read it; one that writes to its store (``report --attach``) adds to it without changing
+    what the others read."""
 
     def make(workdir: Path) -> None:
         (workdir / "grid.yaml").write_text(GRID_STUDY)

@@ -1,5 +1,5 @@
-"""End to end through the real `ganlab run` command: a real Ray head (2 CPUs, shared by the session), real torch training, a fresh
-MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
+"""End to end through the real `ganlab run` command: a real Ray head (2 CPUs, shared by the session), real
+torch training, a fresh MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
 
 import json
 import os

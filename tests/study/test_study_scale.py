@@ -1,5 +1,6 @@
 """Studies at scale, end to end with real components: `ganlab run` on a real Ray head (the session's, token
-auth; `ganlab run` joins it with --address) and on a two-node Ray cluster on loopback, real Optuna, ASHA and PBT, a real MLflow SQLite store; the driver killed
+auth; `ganlab run` joins it with --address) and on a two-node Ray cluster on loopback, real Optuna, ASHA and
+PBT, a real MLflow SQLite store; the driver killed
 (SIGINT, SIGKILL) and a trial's worker killed mid-study. Nothing is mocked."""
 
 import json

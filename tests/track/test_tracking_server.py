@@ -46,7 +46,8 @@ def env() -> dict:
 def _start_server(root: Path, port: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
+         "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "2"],
         stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True,
         env={**env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # GenAI job runner: ~30 CPU-s per start
     )
