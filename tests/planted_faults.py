@@ -138,6 +138,9 @@ FAULTS = [
     Fault("analysis/trials.py", 'candidates = df[(df["trial_status"] == "finished") & df[metric].map(lambda v: v is not None and math.isfinite(v))]',
           'candidates = df[df[metric].map(lambda v: v is not None and math.isfinite(v))]', "tests/analysis/test_best.py",
           "diverged and stopped trials are candidates for best"),
+    # --- tracking -------------------------------------------------------------------------------------------------
+    Fault("track/logger.py", "if not stored or step > stored.get(k, -1))", "if True)", "tests/track/test_tracking.py",
+          "a trial restarted after a kill mid-flush stores the points that arrived a second time"),
 ]
 
 

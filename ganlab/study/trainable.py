@@ -289,8 +289,7 @@ class GanTrainable(tune.Trainable):
         self.trainer.load_state_dict(state, same_trajectory=False)
         run.latest = source["latest"]
         logger = run.open()
-        logger.flush()
-        logger.logged_through = self.trainer.iteration - 1  # a new trajectory from the clone's step on
+        logger.continue_from(self.trainer.iteration)
         changed = {k: (source["overrides"].get(k), v) for k, v in run.overrides.items()
                    if source["overrides"].get(k) != v}
         event = (f"iteration {self.trainer.iteration}: cloned {meta['trial_id']}; "

@@ -40,14 +40,23 @@ class TrialLogger:
     ``open`` finds it by trial id. Each flush records the last step it completed, and a restarted trial,
     which recomputes the same steps from its checkpoint, skips steps already stored, so the run's history
     has every step exactly once.
+
+    "Already stored" is per metric: MLflow's SQL store commits a batch's metrics and its tags in two
+    transactions, so a process killed between them leaves points stored beyond the step the tag says. A
+    flush's points go out step by step, so each metric's latest stored step tells exactly which of its points
+    arrived; a restarted trial skips those too, instead of storing them a second time under a new timestamp.
     """
 
-    def __init__(self, study: StudyRun, run_id: str, logged_through: int = -1, spool: Spool | None = None):
+    def __init__(self, study: StudyRun, run_id: str, logged_through: int = -1, spool: Spool | None = None,
+                 stored_through: dict[str, int] | None = None):
+        """``stored_through``: metric -> latest step the store holds, where that is past ``logged_through``
+        (an interrupted flush)."""
         self.study = study
         self.run_id = run_id
         self.client = MlflowClient(study.tracking_uri)
         self.spool = spool
         self.logged_through = logged_through
+        self._stored_through = {k: v for k, v in (stored_through or {}).items() if v > logged_through}
         self._buffer: list[Metric] = []
         self._rows: list[dict[str, float]] = []  # the same points, wide, for the Parquet history
         self._buffered_through = logged_through
@@ -85,7 +94,8 @@ class TrialLogger:
         existing = find_trial_run(client, study, trial_id)
         if existing is not None:
             client.update_run(existing.info.run_id, status="RUNNING")
-            logger = cls(study, existing.info.run_id, int(existing.data.tags.get(TAG_LOGGED_THROUGH, -1)), spool)
+            logger = cls(study, existing.info.run_id, int(existing.data.tags.get(TAG_LOGGED_THROUGH, -1)), spool,
+                         _latest_steps(client, existing))
             restarts = int(existing.data.tags.get(TAG_RESTARTS, 0)) + 1
             logger.set_tags({**tags, TAG_RESTARTS: str(restarts)})
             return logger
@@ -109,7 +119,9 @@ class TrialLogger:
             return  # already stored before a restart; recomputed identically from the checkpoint
         if to_mlflow:
             now = int(time.time() * 1000)
-            self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+            stored = self._stored_through
+            self._buffer.extend(Metric(k, float(v), now, step) for k, v in metrics.items()
+                                if not stored or step > stored.get(k, -1))
         self._rows.append({"step": step, **metrics})
         self._buffered_through = max(self._buffered_through, step)
 
@@ -154,6 +166,14 @@ class TrialLogger:
             self._send({"method": "log_batch", "metrics": [[m.key, m.value, m.timestamp, m.step] for m in batch],
                         "tags": last})
         self.logged_through = self._buffered_through
+        self._stored_through = {k: v for k, v in self._stored_through.items() if v > self.logged_through}
+
+    def continue_from(self, iteration: int) -> None:
+        """A new trajectory from ``iteration`` on (population-based training cloned another trial's state): its
+        steps are logged again, whatever this run stored for them before."""
+        self.flush()
+        self.logged_through = iteration - 1
+        self._stored_through = {}
 
     def _commit_without_metrics(self, extra: list) -> None:
         self._send({"method": "log_batch", "tags": [(TAG_LOGGED_THROUGH, str(self._buffered_through)), *extra]})
@@ -197,3 +217,12 @@ class TrialLogger:
             if self.spool is not None and self.spool.pending(self.run_id):
                 print(f"ganlab: WARNING: run {self.run_id} ended with requests still in {self.spool.folder}; send "
                       "them with `ganlab sync` once the tracking server is back.", file=sys.stderr, flush=True)
+
+
+def _latest_steps(client: MlflowClient, run) -> dict[str, int]:
+    """Each metric's latest stored step (MLflow keeps the latest point of every metric by step, with the run)."""
+    latest = getattr(run.data, "_metric_objs", None)
+    if latest is not None:
+        return {m.key: int(m.step) for m in latest}
+    return {k: max((m.step for m in client.get_metric_history(run.info.run_id, k)), default=-1)
+            for k in run.data.metrics}

@@ -94,3 +94,27 @@ def test_a_restarted_trial_continues_its_own_run_and_skips_stored_steps(study_ru
     assert run.data.tags["ganlab.logged_through"] == "50"
     other = TrialLogger.open(study_run, "trial-3", "t3", {}, {}, {})
     assert other.run_id != first.run_id
+
+
+def test_a_trial_killed_mid_flush_stores_no_point_twice(study_run, sqlite_uri):
+    """MLflow's SQL store commits a batch's metrics, then its tags: a worker killed in between leaves points
+    stored past the step the logged_through tag says. Here the first of a flush's batches arrived with
+    half the points of step 40 (key "a" but not "b"); the restarted trial recomputes steps 30 to 50 and the
+    store ends with each point exactly once."""
+    from mlflow.entities import Metric
+
+    first = TrialLogger.open(study_run, "trial-4", "t4", {}, {}, {})
+    for step in (10, 20, 30):
+        first.log_metrics(step, {"a": float(step), "b": -float(step)})
+    first.flush()  # committed through step 30
+    client = MlflowClient(sqlite_uri)
+    # the batch that reached the store before the worker died: step 40's "a", no tag
+    client.log_batch(first.run_id, metrics=[Metric("a", 40.0, 1, 40)])
+    again = TrialLogger.open(study_run, "trial-4", "t4", {}, {}, {})
+    assert again.run_id == first.run_id and again.logged_through == 30
+    for step in (30, 40, 50):  # recomputed from a checkpoint at step 20
+        again.log_metrics(step, {"a": float(step), "b": -float(step)})
+    again.end("FINISHED")
+    for key, sign in (("a", 1), ("b", -1)):
+        points = sorted((m.step, m.value) for m in client.get_metric_history(again.run_id, key))
+        assert points == [(s, sign * float(s)) for s in (10, 20, 30, 40, 50)], key
