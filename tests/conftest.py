@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from forkserver import run_ganlab
+
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "studies"
 
@@ -130,8 +132,7 @@ def grid_study(tmp_path_factory, ray_cluster):
     def make(workdir: Path) -> None:
         (workdir / "grid.yaml").write_text(GRID_STUDY)
         address, env = ray_cluster
-        proc = subprocess.run(ganlab_cmd("run", "grid.yaml", "--address", address), cwd=workdir, capture_output=True,
-                              text=True, timeout=600, env=env)
+        proc = run_ganlab(["run", "grid.yaml", "--address", address], cwd=workdir, env=env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     workdir = once_per_run(tmp_path_factory, "grid", make)

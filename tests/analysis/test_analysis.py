@@ -1,14 +1,13 @@
 """ganlab.analysis: the stability table against closed forms on hand-made frames, then load_study,
 compare and `ganlab analyze` on a real finished study (real Ray, MLflow SQLite, torch; see conftest)."""
 
-import subprocess
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from conftest import ganlab_cmd
+from forkserver import run_ganlab
 from ganlab.analysis import compare, load_history, load_study, stability_table, wilson_interval
 
 
@@ -98,15 +97,13 @@ def test_load_study_has_durations_and_windowed_means(grid_study):
 def test_analyze_prints_and_writes_the_table(grid_study, tmp_path):
     workdir, study, uri = grid_study
     out = tmp_path / "table.parquet"
-    proc = subprocess.run(ganlab_cmd("analyze", str(study), "--by", "optim.lr_ratio", "--out", str(out)),
-                          cwd=workdir, capture_output=True, text=True, timeout=120)
+    proc = run_ganlab(["analyze", str(study), "--by", "optim.lr_ratio", "--out", str(out)], cwd=workdir, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "converged [95% CI]" in proc.stdout and "8 trials" in proc.stdout
     table = proc.stdout.split("\n\n")[1].splitlines()  # the header paragraph, then the table
     assert max(len(line) for line in table) <= 80  # fits an 80-column terminal (the default off a terminal)
     assert "more column" in proc.stdout and "--wide" in proc.stdout
-    wide = subprocess.run(ganlab_cmd("analyze", str(study), "--by", "optim.lr_ratio", "--wide"), cwd=workdir,
-                          capture_output=True, text=True, timeout=120)
+    wide = run_ganlab(["analyze", str(study), "--by", "optim.lr_ratio", "--wide"], cwd=workdir, timeout=120)
     assert "rate converged" in wide.stdout and "converged lo" in wide.stdout
     written = pd.read_parquet(out)
     expected = stability_table(load_study("grid", uri), by=["optim.lr_ratio"])
@@ -123,14 +120,13 @@ def test_analyze_prints_and_writes_the_table(grid_study, tmp_path):
 ])
 def test_analyze_input_errors_exit_2_with_one_paragraph(grid_study, args, says):
     workdir, _, _ = grid_study
-    proc = subprocess.run(ganlab_cmd("analyze", *args), cwd=workdir, capture_output=True, text=True, timeout=120)
+    proc = run_ganlab(["analyze", *args], cwd=workdir, timeout=120)
     assert proc.returncode == 2 and says in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert not (workdir / "table.txt").exists()
 
 
 def test_analyze_never_creates_a_store(tmp_path, clean_env):
-    proc = subprocess.run(ganlab_cmd("analyze", "lr_ratio"), cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, env=clean_env)
+    proc = run_ganlab(["analyze", "lr_ratio"], cwd=tmp_path, env=clean_env, timeout=60)
     assert proc.returncode == 2 and "No MLflow store at" in proc.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -3,7 +3,6 @@ headless Chromium with the network cut off (screenshot kept in test-artifacts/).
 
 import math
 import re
-import subprocess
 from pathlib import Path
 
 import matplotlib.image
@@ -12,7 +11,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import ARTIFACTS, chromium, ganlab_cmd
+from conftest import ARTIFACTS, chromium
+from forkserver import run_ganlab
 from ganlab.analysis import figures, report
 from ganlab.analysis import load_study, stability_table
 
@@ -111,8 +111,7 @@ def test_a_study_without_swept_keys_still_draws():
 def test_report_is_one_offline_html_file_that_renders(grid_study, tmp_path):
     workdir, _, uri = grid_study
     out = tmp_path / "out" / "report.html"
-    proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out), "--attach"), cwd=workdir, capture_output=True,
-                          text=True, timeout=300)
+    proc = run_ganlab(["report", "grid", "-o", str(out), "--attach"], cwd=workdir, timeout=300)
     assert proc.returncode == 0, proc.stderr
     html = out.read_text()
     figures = sorted(p.name for p in (tmp_path / "out" / "report_figures").iterdir())
@@ -152,8 +151,7 @@ def test_report_is_one_offline_html_file_that_renders(grid_study, tmp_path):
 def test_a_failed_report_writes_nothing(grid_study, tmp_path):
     workdir, _, _ = grid_study
     out = tmp_path / "report.html"
-    proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out), "--axes", "optim.lr,seed"), cwd=workdir,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_ganlab(["report", "grid", "-o", str(out), "--axes", "optim.lr,seed"], cwd=workdir, timeout=300)
     assert proc.returncode == 2 and "'optim.lr'" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -165,8 +163,7 @@ def test_report_axes_choose_the_stability_maps_axes(grid_study, tmp_path):
     texts = {}
     for name, extra in (("default", []), ("swapped", ["--axes", "schedule.d_steps,optim.lr_ratio"])):
         out = tmp_path / name / "report.html"
-        proc = subprocess.run(ganlab_cmd("report", "grid", "-o", str(out), *extra), cwd=workdir, capture_output=True,
-                              text=True, timeout=300)
+        proc = run_ganlab(["report", "grid", "-o", str(out), *extra], cwd=workdir, timeout=300)
         assert proc.returncode == 0, proc.stderr
         texts[name] = out.read_text()
     assert "against lr_ratio." in texts["default"] and "against d_steps." in texts["swapped"]

@@ -2,7 +2,6 @@
 FD) run by `ganlab run` on local Ray with a real MLflow store, then load_trial, `ganlab sample` and the probe."""
 
 import os
-import subprocess
 import textwrap
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import ganlab
-from conftest import ganlab_cmd
+from forkserver import run_ganlab
 from ganlab.analysis import load_history, load_study
 from ganlab.diagnose.probe import d_feature_probe
 from ganlab.analysis.trials import _verify
@@ -39,8 +38,7 @@ def digits(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("digits")
     (workdir / "digits.yaml").write_text(STUDY)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    proc = subprocess.run(ganlab_cmd("run", "digits.yaml", "--num-cpus", "1"), cwd=workdir, capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = run_ganlab(["run", "digits.yaml", "--num-cpus", "1"], cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     (run_id,) = load_study("digits_tiny", uri)["run_id"]
@@ -48,7 +46,7 @@ def digits(tmp_path_factory):
 
 
 def sample(workdir, *args):
-    return subprocess.run(ganlab_cmd("sample", *args), cwd=workdir, capture_output=True, text=True, timeout=300)
+    return run_ganlab(["sample", *args], cwd=workdir, timeout=300)
 
 
 def test_loaded_models_reproduce_the_outputs_saved_at_the_end_of_training(digits, tmp_path):

@@ -2,7 +2,6 @@
 artifacts and ending it gets when each trial trains alone (`pack: 1`), through the real `ganlab run`."""
 
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -16,8 +15,8 @@ from ganlab.analysis.trials import load_trial
 from ganlab.config import ConfigError, load_study
 from ganlab.study.packs import plan_packs, trial_slots
 from ganlab.study.progress import trial_counts
+from forkserver import run_ganlab
 
-GANLAB = str(Path(sys.executable).parent / "ganlab")
 TOLERANCE = 1e-4  # relative, as tests/train/test_packs.py: batched kernels round differently, nothing else
 
 
@@ -115,8 +114,7 @@ def _run(workdir: Path, pack: str, cluster: tuple[str, dict]) -> tuple[subproces
     workdir.mkdir()
     (workdir / "packs.yaml").write_text(textwrap.dedent(STUDY).replace("PACK", pack))
     address, env = cluster
-    proc = subprocess.run([GANLAB, "run", "packs.yaml", "--address", address], cwd=workdir, capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = run_ganlab(["run", "packs.yaml", "--address", address], cwd=workdir, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, f"sqlite:///{workdir / 'mlflow.db'}"
 

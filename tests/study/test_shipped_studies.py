@@ -3,9 +3,6 @@ first value on every listed axis, its first seed; a PBT population of two; two O
 iterations through the real `ganlab run`, on a real Ray cluster with a real MLflow store. Validation alone
 did not catch studies/pbt.yaml crashing mid-run."""
 
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -13,10 +10,10 @@ import yaml
 from ganlab.analysis import load_study
 from ganlab.config import load_study as load_study_file
 from conftest import STUDIES
+from forkserver import run_ganlab
 
 pytestmark = pytest.mark.integration
 
-GANLAB = str(Path(sys.executable).parent / "ganlab")
 STEPS, EVAL_EVERY = 60, 20  # PBT perturbs at 20 and 40: a population of two exploits at least once
 SHIPPED = sorted(STUDIES.glob("*.yaml"))
 
@@ -71,8 +68,7 @@ def test_a_shipped_study_runs_its_first_configuration(path, tmp_path, ray_cluste
     shipped = load_study_file(path)  # the file as shipped validates
     study = tmp_path / path.name
     study.write_text(yaml.safe_dump(first_configuration(yaml.safe_load(path.read_text())), sort_keys=False))
-    proc = subprocess.run([GANLAB, "run", str(study), "--address", address], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env=env)
+    proc = run_ganlab(["run", str(study), "--address", address], cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     df = load_study(shipped.name, f"sqlite:///{tmp_path / 'mlflow.db'}", run="all")

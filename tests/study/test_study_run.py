@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import load_study
 from conftest import ARTIFACTS, chromium, free_port
+from forkserver import run_ganlab, start_ganlab
 
 pytestmark = pytest.mark.integration
 
@@ -47,10 +48,8 @@ MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY) if s % (
 def ganlab_run(workdir: Path, study: Path, cluster: tuple[str, dict]) -> subprocess.CompletedProcess:
     """`ganlab run` on the session's Ray head (2 CPUs, token auth), with its default progress reports."""
     address, env = cluster
-    proc = subprocess.run(
-        [GANLAB, "run", str(study), "--address", address], cwd=workdir, capture_output=True, text=True, timeout=600,
-        env={k: v for k, v in env.items() if k != "GANLAB_PROGRESS_EVERY"},
-    )
+    proc = run_ganlab(["run", str(study), "--address", address], cwd=workdir,
+                  env={k: v for k, v in env.items() if k != "GANLAB_PROGRESS_EVERY"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -155,10 +154,7 @@ def test_second_run_is_a_second_parent(uri, study_dir, ray_cluster):
 def test_ui_serves_the_store_on_loopback(uri, study_dir):
     port = free_port()
     log = study_dir[0] / "ui.log"
-    proc = subprocess.Popen(
-        [GANLAB, "ui", "--tracking-uri", uri, "--port", str(port)],
-        stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-    )
+    proc = start_ganlab(["ui", "--tracking-uri", uri, "--port", str(port)], cwd=Path.cwd(), output=log)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 90

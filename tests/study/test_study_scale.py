@@ -25,11 +25,11 @@ from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import compare, load_study
 from conftest import free_port
+from forkserver import Child, run_ganlab, start_ganlab
 
 pytestmark = pytest.mark.integration
 
 BIN = Path(sys.executable).parent
-GANLAB = str(BIN / "ganlab")
 STEPS, EVAL_EVERY, LOG_EVERY = 1000, 100, 10
 LONG = textwrap.dedent(
     f"""
@@ -55,7 +55,7 @@ def env(**extra: str) -> dict:
 
 
 def run(workdir: Path, *args: str, expect: int = 0, **extra_env: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([GANLAB, *args], cwd=workdir, capture_output=True, text=True, timeout=600, env=env(**extra_env))
+    proc = run_ganlab(list(args), cwd=workdir, env=env(**extra_env))
     assert proc.returncode == expect, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
 
@@ -146,13 +146,12 @@ def reference(tmp_path_factory, ray_cluster):
     return snap
 
 
-def start(workdir: Path, ray_cluster, study: str = LONG) -> subprocess.Popen:
+def start(workdir: Path, ray_cluster, study: str = LONG) -> Child:
     """`ganlab run` of ``study`` on the session's Ray head, in the background, its output in driver.log."""
     (workdir / "study.yaml").write_text(study)
-    log = (workdir / "driver.log").open("w")
     address, auth = cluster(ray_cluster)
-    return subprocess.Popen([GANLAB, "run", "study.yaml", "--address", address], cwd=workdir, stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=env(**auth))
+    return start_ganlab(["run", "study.yaml", "--address", address], cwd=workdir, env=env(**auth),
+                        output=workdir / "driver.log")
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
@@ -320,8 +319,7 @@ def test_two_node_cluster_on_loopback_with_token_auth(tmp_path):
             assert time.time() < deadline and nodes[1].poll() is None, status
             time.sleep(1)
         (tmp_path / "study.yaml").write_text(LONG.replace(f"steps: {STEPS}", "steps: 300"))
-        proc = subprocess.run([GANLAB, "run", "study.yaml", "--address", f"127.0.0.1:{port}"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600, env=cluster_env)
+        proc = run_ganlab(["run", "study.yaml", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=cluster_env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     finally:
         for node in nodes:
@@ -485,8 +483,7 @@ def test_pbt_exploits_at_aligned_checkpoints_and_applies_its_perturbations(tmp_p
             schedule.d_steps: {grid: [1, 2, 3]}
         max_concurrent: 4
         """))
-    proc = subprocess.run([GANLAB, "run", "pbt.yaml", "--address", address], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env=cluster_env)
+    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "no checkpoint for trial" not in proc.stdout + proc.stderr  # checkpoints aligned with the interval
     client = MlflowClient(uri_of(tmp_path))
@@ -543,8 +540,7 @@ def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_pa
             schedule.d_steps: {grid: [1, 2, 3]}
         max_concurrent: 3
         """))
-    proc = subprocess.run([GANLAB, "run", "pbt.yaml", "--address", address], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=600, env=cluster_env)
+    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(uri_of(tmp_path))
     df = load_study("pbtint", uri_of(tmp_path))
@@ -607,9 +603,8 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
         max_concurrent: 2
         checkpoint_interval_s: 1
         """))
-    log = (tmp_path / "driver.log").open("w")
-    proc = subprocess.Popen([GANLAB, "run", "conf.yaml", "--address", address], cwd=tmp_path, stdout=log,
-                            stderr=subprocess.STDOUT, text=True, env=env(**auth))
+    proc = start_ganlab(["run", "conf.yaml", "--address", address], cwd=tmp_path, env=env(**auth),
+                        output=tmp_path / "driver.log")
     state_file = tmp_path / "ganlab_studies" / "conf" / "confirm" / "state.json"
     deadline = time.time() + 300
     while not (state_file.is_file() and re.search(r"step +[1-9]\d\d/600", (tmp_path / "driver.log").read_text()

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 import ganlab
 from ganlab.analysis import load_study
 from conftest import free_port
+from forkserver import run_ganlab, start_ganlab
 
 pytestmark = pytest.mark.integration
 
@@ -80,9 +81,8 @@ def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path
     url, root = server
     address, cluster_env = ray_cluster
     (tmp_path / "study.yaml").write_text(STUDY)
-    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--address", address, "--tracking-uri", url],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"})
+    proc = run_ganlab(["run", "study.yaml", "--address", address, "--tracking-uri", url], cwd=tmp_path,
+                  env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlartifacts").exists()  # all went to the server
     df = load_study("served", tracking_uri=url)
@@ -97,8 +97,8 @@ def test_a_study_logs_everything_through_a_real_tracking_server(server, tmp_path
     # a fresh machine that reaches only the server: the weights come through it, verified, and sample
     fresh = tmp_path / "elsewhere"
     fresh.mkdir()
-    proc = subprocess.run([str(BIN / "ganlab"), "sample", "served", "--trial", "00001", "-n", "100", "-o", "s.npz",
-                           "--tracking-uri", url], cwd=fresh, capture_output=True, text=True, timeout=300, env=env())
+    proc = run_ganlab(["sample", "served", "--trial", "00001", "-n", "100", "-o", "s.npz", "--tracking-uri", url],
+                  cwd=fresh, env=env(), timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert np.load(fresh / "s.npz")["samples"].shape == (100, 2) and sorted(p.name for p in fresh.iterdir()) == ["s.npz"]
     trial = ganlab.load_trial(str(np.load(fresh / "s.npz")["run_id"]), url)
@@ -109,8 +109,7 @@ def test_an_unreachable_server_is_a_clear_error_before_anything_runs(tmp_path):
     (tmp_path / "study.yaml").write_text(STUDY)
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     started = time.time()
-    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--tracking-uri", url], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=env())
+    proc = run_ganlab(["run", "study.yaml", "--tracking-uri", url], cwd=tmp_path, env=env(), timeout=120)
     assert proc.returncode == 2 and time.time() - started < 60
     err = proc.stderr.strip()
     assert f"Cannot reach the MLflow tracking server {url}" in err and err.count("\n") == 0
@@ -135,8 +134,7 @@ def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path
         mlflow_every_logs: 1
         artifacts: {sample_plots: 0}
         """))
-    proc = subprocess.run([str(BIN / "ganlab"), "run", "study.yaml", "--address", address], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env=cluster_env)
+    proc = run_ganlab(["run", "study.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "database is locked" not in proc.stdout + proc.stderr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -186,11 +184,9 @@ def test_a_server_outage_mid_study_loses_nothing(tmp_path, ray_cluster):
         flush_interval_s: 0
         artifacts: {sample_plots: 0}
         """))
-    log = (tmp_path / "driver.log").open("w")
     address, cluster_env = ray_cluster
-    proc = subprocess.Popen([str(BIN / "ganlab"), "run", "study.yaml", "--address", address, "--tracking-uri", url],
-                            cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, text=True,
-                            env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"})
+    proc = start_ganlab(["run", "study.yaml", "--address", address, "--tracking-uri", url], cwd=tmp_path,
+                        env={**cluster_env, "GANLAB_PROGRESS_EVERY": "60"}, output=tmp_path / "driver.log")
     client = MlflowClient(url)
     deadline = time.time() + 240
     while True:  # both trials are logging
@@ -210,8 +206,7 @@ def test_a_server_outage_mid_study_loses_nothing(tmp_path, ray_cluster):
         assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
         out = (tmp_path / "driver.log").read_text()
         assert "is unreachable" in out  # the trials said so
-        sync = subprocess.run([str(BIN / "ganlab"), "sync"], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=300, env=env())
+        sync = run_ganlab(["sync"], cwd=tmp_path, env=env(), timeout=300)
         assert sync.returncode == 0, sync.stdout + sync.stderr
         assert not list((tmp_path / "ganlab_studies").rglob("spool/*.jsonl"))
         df = load_study("outage", tracking_uri=url)

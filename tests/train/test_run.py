@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import torch
 import yaml
 
 from conftest import STUDIES
+from forkserver import run_ganlab, start_ganlab
 from ganlab.diagnose import plots
 from ganlab.config import parse_trial
 
@@ -33,9 +33,8 @@ train: {steps: 40, log_every: 10, eval_every: 20, eval_samples: 200}
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def train(cwd: Path, *args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ganlab.cli", "train", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300, **kw)
+def train(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return run_ganlab(["train", *args], cwd=cwd, env=env, timeout=300)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -205,8 +204,7 @@ def test_periodic_checkpoints_resume_exactly_after_a_kill(tiny):
     killed outright resumes from the last one to exactly the uninterrupted run."""
     args = ["tiny.yaml", "--set", "train.checkpoint_every=15", "--set", "train.log_every=1000",
             "--set", "train.eval_every=1000000"]
-    proc = subprocess.Popen([sys.executable, "-m", "ganlab.cli", "train", *args, "--set", "train.steps=1000000"],
-                            cwd=tiny, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_ganlab(["train", *args, "--set", "train.steps=1000000"], cwd=tiny)
     ckpt = tiny / "runs" / "tiny" / "checkpoint.pt"
     try:
         deadline = time.monotonic() + 60
@@ -228,14 +226,14 @@ def test_periodic_checkpoints_resume_exactly_after_a_kill(tiny):
 
 def test_ctrl_c_checkpoints_at_the_next_logged_step_and_resumes_exactly(tiny):
     args = ["tiny.yaml", "--set", "train.eval_every=10"]
-    proc = subprocess.Popen([sys.executable, "-m", "ganlab.cli", "train", *args, "--set", "train.steps=1000000"],
-                            cwd=tiny, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_ganlab(["train", *args, "--set", "train.steps=1000000"], cwd=tiny)
     try:
         deadline = time.monotonic() + 120
         while not (tiny / "runs" / "tiny" / "metrics.csv").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
+        err = proc.out.read_text()  # stdout and stderr together
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Traceback" not in err and "--resume" in err, err[-2000:]
@@ -258,8 +256,7 @@ def test_a_finished_run_is_sampled_and_loaded_like_a_study_trial(tiny):
 
     ok(train(tiny, "tiny.yaml"))
     out = tiny / "runs" / "tiny"
-    proc = subprocess.run([sys.executable, "-m", "ganlab.cli", "sample", str(out), "-n", "500", "-o", "s.npz",
-                           "--seed", "7"], cwd=tiny, capture_output=True, text=True, timeout=300)
+    proc = run_ganlab(["sample", str(out), "-n", "500", "-o", "s.npz", "--seed", "7"], cwd=tiny, timeout=300)
     assert proc.returncode == 0, proc.stderr
     trial = ganlab.load_trial(str(out))  # verified against the outputs recorded at the end of training
     assert trial.iteration == 40 and trial.config.seed == 3
