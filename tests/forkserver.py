@@ -2,9 +2,9 @@
 
 Every `ganlab` command the tests run is a real process of its own: its own pid, working folder, environment,
 standard streams (files, at the file-descriptor level), exit code and signals (SIGINT, SIGKILL). What it
-shares with the others is the import of torch, MLflow, Ray, Optuna, pandas and matplotlib, done once in the
-server and inherited through ``fork``: a cold start pays 7-8 CPU-s for those imports, about half of a small
-study's driver and most of an input-error test, and the suite starts ~100 of them on 2 cores.
+shares with the others is the import of torch, MLflow, Optuna, pandas and matplotlib, done once in the server
+and inherited through ``fork`` (a `ganlab run` started cold pays ~7 CPU-s of imports, half its driver's CPU,
+and ~2 s more tearing those modules down at exit; the suite runs ~60 such commands on 2 cores).
 
 ganlab itself is imported fresh in each child, after its environment is set (``ganlab.study.progress`` reads
 GANLAB_PROGRESS_EVERY at import), and from ``main()`` on a child runs exactly what the console script runs.
@@ -29,8 +29,10 @@ import time
 import traceback
 from pathlib import Path
 
-WARM = ("torch", "mlflow", "mlflow.tracking", "ray", "ray.tune", "optuna", "pandas", "pyarrow.parquet",
-        "matplotlib", "matplotlib.pyplot", "pydantic", "yaml", "sklearn.datasets")
+# Not Ray: importing it fixes its authentication mode from the environment of the importing process, and the
+# tests' clusters differ in theirs (each child imports Ray, ~1.5 CPU-s, under its own environment).
+WARM = ("torch", "mlflow", "mlflow.tracking", "optuna", "pandas", "pyarrow.parquet", "matplotlib", "matplotlib.pyplot",
+        "pydantic", "yaml", "sklearn.datasets")
 
 
 # --- the server (its own process) -------------------------------------------------------------------------
@@ -49,6 +51,7 @@ def serve() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     for name in WARM:
         importlib.import_module(name)
+    assert "ray" not in sys.modules, "a warm import pulled Ray in"
     sys.path[0] = str(Path(sys.executable).parent)  # as the console script has it, not this folder
     control = os.fdopen(int(os.environ.pop("GANLAB_FORKSERVER_FD")), "w", buffering=1)
     threads = _thread_count()
