@@ -186,7 +186,8 @@ def run_study(
             )
         results = tuner.fit()
         # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
-        lanes = [len(r.config.get("pack", [None])) for r in results]
+        # (a trial Tune never started, when the study was interrupted at once, has no config yet: one lane)
+        lanes = [len((r.config or {}).get("pack", [None])) for r in results]
         ended = sum(n for n, r in zip(lanes, results)
                     if r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None)
         errors = sum(n for n, r in zip(lanes, results) if r.error is not None)

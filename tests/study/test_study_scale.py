@@ -592,8 +592,9 @@ def test_optuna_gets_the_penalty_for_a_diverged_trial_and_complete_for_an_asha_s
 
 
 def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, ray_cluster):
-    """SIGINT while the confirmation runs; `ganlab run` again continues the confirmation (not the finished
-    search, not a new confirmation): the same configurations and seeds, every trial finished once."""
+    """SIGINT as the confirmation starts (before Tune ran any of its trials: that crashed once), then again while
+    its trials run; `ganlab run` again continues the confirmation (not the finished search, not a new
+    confirmation): the same configurations and seeds, every trial finished once."""
     address, auth = cluster(ray_cluster)
     (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT.replace("steps: 400", "steps: 600") + textwrap.dedent("""
         sweep:
@@ -603,16 +604,21 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
         max_concurrent: 2
         checkpoint_interval_s: 1
         """))
-    proc = start_ganlab(["run", "conf.yaml", "--address", address], cwd=tmp_path, env=env(**auth),
-                        output=tmp_path / "driver.log")
     state_file = tmp_path / "ganlab_studies" / "conf" / "confirm" / "state.json"
-    deadline = time.time() + 300
-    while not (state_file.is_file() and re.search(r"step +[1-9]\d\d/600", (tmp_path / "driver.log").read_text()
-                                                  .split("Confirmation phase")[-1])):
-        assert proc.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()[-3000:]
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
+
+    def confirming(log: Path) -> bool:  # the run that continues the confirmation trains nothing else
+        return bool(re.search(r"step +[1-9]\d\d/600", log.read_text()))
+
+    for attempt, ready in (("at_start", lambda log: True), ("mid_trial", confirming)):
+        log = tmp_path / f"driver_{attempt}.log"
+        proc = start_ganlab(["run", "conf.yaml", "--address", address], cwd=tmp_path, env=env(**auth), output=log)
+        deadline = time.time() + 300
+        while not (state_file.is_file() and ready(log)):
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text()
     first = json.loads(state_file.read_text())
     assert first["finished"] is False
     again = run(tmp_path, "run", "conf.yaml", "--address", address, **auth)
