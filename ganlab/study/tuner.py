@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,19 @@ def study_space(study: StudyConfig, points: list[dict[str, Any]] | None) -> dict
                                       for pack in packs])}
 
 
+def _recorded_a_trial(path: Path) -> bool:
+    """Whether Tune's latest experiment state holds a trial. A study interrupted before Tune created its first
+    trial has nothing to restore: it starts again (restoring it, Tune 2.60 logs an IndexError traceback and
+    then starts again anyway). Unknown formats count as a trial: Tune decides."""
+    states = sorted(path.glob("experiment_state-*.json"))  # the timestamp in the name sorts them
+    if not states:
+        return True
+    try:
+        return bool(json.loads(states[-1].read_text()).get("trial_data", True))
+    except (OSError, ValueError, AttributeError):
+        return True
+
+
 def run_study(
     study: StudyConfig,
     study_run: StudyRun,
@@ -158,7 +172,7 @@ def run_study(
     try:
         path = folder / name
         expected = len(points) if points is not None else study.trial_count()
-        if resume and tune.Tuner.can_restore(str(path)):
+        if resume and tune.Tuner.can_restore(str(path)) and _recorded_a_trial(path):
             tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
         else:
             pbt = isinstance(study.scheduler, PbtSchedulerConfig)
