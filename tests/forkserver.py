@@ -117,7 +117,7 @@ def _child(request: dict) -> None:
         print(code, file=sys.stderr)
         code = 1
     # What an exiting interpreter does that matters (exit handlers: Ray's shutdown, logging's flush, temporary
-    # folders), then out; tearing down the inherited torch, Ray and MLflow modules takes ~2 s per child.
+    # folders), then out; tearing down the torch, MLflow and Ray modules takes ~2 s per child.
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
@@ -173,15 +173,14 @@ class _Server:
             return self.pids.pop(0)
 
     def code(self, pid: int, timeout: float | None) -> int | None:
+        """The child's exit code, or None if it is still running after ``timeout`` seconds (0: just look)."""
         deadline = None if timeout is None else time.time() + timeout
         with self.changed:
             while pid not in self.codes:
-                left = 1.0 if deadline is None else min(1.0, deadline - time.time())
-                if left <= 0 and timeout != 0:
-                    break
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"the fork server died (log: {self.log.name})")
-                if timeout == 0:
+                left = 1.0 if deadline is None else min(1.0, deadline - time.time())
+                if left <= 0:
                     break
                 self.changed.wait(left)
             return self.codes.get(pid)

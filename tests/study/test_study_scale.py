@@ -229,7 +229,7 @@ def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, t
 
 def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path, ray_cluster):
     proc = start(tmp_path, ray_cluster)
-    client = MlflowClient(uri_of(tmp_path))
+    client = store_client(tmp_path, proc)
     victim = _running_trial_run(client, proc, tmp_path, 400)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
@@ -238,6 +238,14 @@ def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path
     assert run_after.data.tags["ganlab.restarts"] == "1" and run_after.info.status == "FINISHED"
     assert int(run_after.data.tags["ganlab.resumed_at"]) >= 200  # from a checkpoint, not from scratch
     assert_same(snapshot(tmp_path, "resumable"), reference)
+
+
+def store_client(workdir: Path, proc) -> MlflowClient:
+    """A client of the store the running study writes, once the study has created it (a trial reported):
+    ``MlflowClient`` on a missing SQLite file creates the store itself, racing the driver's own migrations
+    ("table ... already exists")."""
+    wait_for_step(workdir, proc, EVAL_EVERY)
+    return MlflowClient(uri_of(workdir))
 
 
 def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int | None = None):
@@ -250,7 +258,7 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int
         try:
             runs = client.search_runs(client.get_experiment_by_name("resumable").experiment_id,
                                       "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
-        except Exception:  # noqa: BLE001 - the store is being created
+        except Exception:  # noqa: BLE001 - the store is busy with the trials' writes
             runs = []
         victim = next((r for r in runs if min_step <= int(r.data.tags.get("ganlab.logged_through", -1)) <= max_step),
                       None)
@@ -265,7 +273,7 @@ def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path
     """Alone (pack: 1) the dead worker's trial fails and no other; in packs (2 of 2 trials on 2 CPUs) the
     dead worker's pack fails, every lane of it with the reason, and the other pack runs to the end."""
     proc = start(tmp_path, ray_cluster, LONG + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
-    client = MlflowClient(uri_of(tmp_path))
+    client = store_client(tmp_path, proc)
     victim = _running_trial_run(client, proc, tmp_path, 200)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 1  # a failed trial fails the study's exit code ...
