@@ -123,3 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: not an error
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C outside a study's trials (starting up, between phases): no traceback
+        command = {"cmd_run": "run", "cmd_confirm": "confirm"}.get(args.func.__name__)
+        hint = f" Continue with: ganlab {command} {args.study}" if command else ""
+        print(f"\nganlab: interrupted.{hint}", file=sys.stderr, flush=True)
+        return 130

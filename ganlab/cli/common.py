@@ -146,6 +146,30 @@ LIBRARY_LOGGERS = {"ray": "INFO", "mlflow": "INFO", "optuna": "INFO", "alembic":
 LOG_FILE = "ganlab.log"  # in the study's folder under --storage
 
 
+def _for_the_console(record) -> bool:
+    """Errors, and Tune's answer to a Ctrl-C (it then saves its state and stops its trials, which takes seconds:
+    without it the console says nothing meanwhile)."""
+    return record.levelno >= 40 or record.getMessage().startswith("Stop signal received")
+
+
+class _OneLine:
+    """A library's error on the console as one line: its message and its exception's last line. The traceback,
+    which is about the library's insides (Tune's experiment-state upload racing its own temporary file, say),
+    goes to the log file, which the line names."""
+
+    def __init__(self, logs: "LibraryLogs") -> None:
+        self.logs = logs
+
+    def format(self, record) -> str:
+        line = f"{record.name}: {record.levelname}: {record.getMessage().rstrip()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            line += f" {type(error).__name__}: {error}"
+        if record.exc_info or record.stack_info:
+            line += f" (traceback in {self.logs.path or 'the study log'})"
+        return line
+
+
 class LibraryLogs:
     """Ray's, MLflow's and Optuna's own messages (configuration boxes, start-up warnings, database creation),
     kept off the console, where ganlab prints its progress, and in a file a user can read. Errors still show.
@@ -165,8 +189,9 @@ class LibraryLogs:
         self.memory = logging.handlers.MemoryHandler(capacity=10**6, flushLevel=logging.CRITICAL + 1)
         self.memory.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         self.errors = logging.StreamHandler(sys.stderr)
-        self.errors.setLevel(logging.ERROR)
-        self.errors.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+        self.errors.setLevel(logging.WARNING)
+        self.errors.addFilter(_for_the_console)
+        self.errors.setFormatter(_OneLine(self))
         self.attach()
         logging.captureWarnings(True)  # library deprecation warnings: to the file too
         self.path: Path | None = None

@@ -220,13 +220,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     search_state = PhaseState.read(phase_folder(args.storage, study, "search"))
     confirm_state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
-    if (study.confirm is not None and not args.fresh and search_state is not None and search_state.finished
-            and confirm_state is not None and not confirm_state.finished):
-        print(f"The search finished (parent run {search_state.parent_run_id}); its confirmation phase was "
-              "interrupted: continuing it.", flush=True)
-        metric, mode = study.confirm_objective()  # type: ignore[misc]
-        return _confirm(study, Path(args.study), uri, args, search_state.parent_run_id, study.confirm.top,
-                        study.confirm.seeds, metric, mode)
+    if study.confirm is not None and not args.fresh and search_state is not None and search_state.finished:
+        search_run = search_state.parent_run_id
+        confirming = confirm_state is not None and confirm_state.confirms == search_run
+        if confirming and not confirm_state.finished or not confirming and search_state.errors == 0:
+            print(f"The search finished (parent run {search_run}); its confirmation phase "
+                  + ("was interrupted: continuing it." if confirming else "never started: starting it."), flush=True)
+            metric, mode = study.confirm_objective()  # type: ignore[misc]
+            return _confirm(study, Path(args.study), uri, args, search_run, study.confirm.top, study.confirm.seeds,
+                            metric, mode)
     try:
         result = run_phase(study, Path(args.study), uri, args.storage,
                            resume=True if args.resume else (False if args.fresh else None),
@@ -260,8 +262,9 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
     from ganlab.study.runner import CONFIRMS_TAG, PhaseState, ResumeRefused, phase_folder, run_phase
 
     state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
-    if state is not None and not state.finished and not args.fresh:
-        points, search_run = state.points, state.confirms or search_run  # continue the interrupted confirmation
+    continuing = state is not None and not state.finished and not args.fresh and state.confirms == search_run
+    if continuing:
+        points = state.points  # the interrupted confirmation of this search: its trials, not a new choice
     else:
         frame = load_frame(study.name, uri, run=search_run)
         try:
@@ -272,8 +275,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
               f"{metric}, each with {seeds} new seeds ({len(points)} trials):")
         _print_table(ranking)
     try:
-        result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points,
-                           resume=True if args.resume else (False if args.fresh else None),
+        result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points, resume=continuing,
                            num_cpus=args.num_cpus, address=_address(args),
                            parent_tags={CONFIRMS_TAG: search_run})
     except ResumeRefused as e:

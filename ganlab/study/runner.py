@@ -39,6 +39,7 @@ class PhaseState:
     finished: bool = False
     points: list[dict[str, Any]] | None = None  # a confirmation phase's fixed trials
     confirms: str | None = None  # a confirmation phase's search parent run
+    errors: int | None = None  # trials that failed, once the phase finished (None: unknown, an older state)
 
     @classmethod
     def read(cls, folder: Path) -> "PhaseState | None":
@@ -179,8 +180,13 @@ def run_phase(
         status = "FINISHED" if outcome.n_errors == 0 else "FAILED"
         state = PhaseState.read(folder)
         assert state is not None
-        state.finished = True
+        state.finished, state.errors = True, outcome.n_errors
         state.write(folder)
+        if outcome.interrupted:  # Ctrl-C as the last trial ended: the phase is complete, the command stops here
+            print(f"ganlab: interrupted after every trial of the {phase} ended (it is complete and recorded)."
+                  + (f" Continue with: ganlab run {study_file}" if phase == "search" and study.confirm else ""),
+                  file=sys.stderr)
+            return PhaseResult(parent_run_id, EXIT_INTERRUPTED, outcome.n_trials, outcome.ray_path)
         return PhaseResult(parent_run_id, 1 if outcome.n_errors else 0, outcome.n_trials, outcome.ray_path)
     except KeyboardInterrupt:
         status = "KILLED"

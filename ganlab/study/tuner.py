@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +29,36 @@ class StudyOutcome:
     n_errors: int
     n_unfinished: int  # interrupted: resume to finish them
     ray_path: str
+    interrupted: bool = False  # Ctrl-C reached Tune, even after its last trial ended
+
+
+@dataclass
+class Interrupt:
+    seen: bool = False
+
+
+@contextlib.contextmanager
+def tune_interrupts() -> Iterator[Interrupt]:
+    """Around ``Tuner.fit``: whether Tune took a Ctrl-C, and Python's own Ctrl-C handling back afterwards.
+
+    Tune installs a SIGINT handler as it starts and puts the previous one back only when a SIGINT arrives; else
+    its handler outlives ``fit``, and a Ctrl-C after the phase (between a search and its confirmation) goes to a
+    finished run and is lost: Tune logs "ending Ray Tune run" and the next phase runs to its end. A Ctrl-C during
+    Tune's final checkpoint is also not visible in the trials Tune returns (they all ended). So: whoever handles
+    SIGINT after ``fit`` tells whether Tune's handler fired (it restores the previous one), and the previous
+    handler is restored in any case."""
+    interrupt = Interrupt()
+    if threading.current_thread() is not threading.main_thread():  # Tune installs nothing there either
+        yield interrupt
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    tune_handles = not int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    try:
+        yield interrupt
+    finally:
+        interrupt.seen = tune_handles and signal.getsignal(signal.SIGINT) is previous
+        if previous is not None:  # None: a handler not set from Python, which nothing can put back
+            signal.signal(signal.SIGINT, previous)
 
 
 ADDRESS_PROBE_S = 5.0  # how long a cluster address may take to accept a connection before it counts as absent
@@ -198,14 +232,15 @@ def run_study(
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 ),
             )
-        results = tuner.fit()
+        with tune_interrupts() as interrupt:
+            results = tuner.fit()
         # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
         # (a trial Tune never started, when the study was interrupted at once, has no config yet: one lane)
         lanes = [len((r.config or {}).get("pack", [None])) for r in results]
         ended = sum(n for n, r in zip(lanes, results)
                     if r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None)
         errors = sum(n for n, r in zip(lanes, results) if r.error is not None)
-        return StudyOutcome(sum(lanes), errors, max(0, expected - ended), results.experiment_path)
+        return StudyOutcome(sum(lanes), errors, max(0, expected - ended), results.experiment_path, interrupt.seen)
     finally:
         if owned:
             ray.shutdown()

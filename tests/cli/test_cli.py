@@ -118,3 +118,43 @@ def test_an_address_where_no_cluster_answers_is_an_error_in_seconds(tmp_path, cl
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and f"127.0.0.1:{port}" in err[0] and "ray start --head" in err[0], proc.stderr
     assert list(tmp_path.iterdir()) == []  # no parent run, no store
+
+
+def test_ctrl_c_outside_the_trials_exits_130_with_the_command_that_continues(monkeypatch, capsys):
+    """A Ctrl-C while a study starts up or between its phases (where no Tune handler takes it): exit 130 and how
+    to continue, not a traceback."""
+    import ganlab.cli
+
+    def cmd_run(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganlab.cli, "cmd_run", cmd_run)
+    assert ganlab.cli.main(["run", "studies/quickstart.yaml"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted. Continue with: ganlab run studies/quickstart.yaml" in err and "Traceback" not in err
+
+
+def test_a_library_error_is_one_line_on_the_console_naming_the_log_with_its_traceback(tmp_path):
+    """What Tune logged when its experiment-state upload raced its own temporary file (seen in a study's output):
+    the console gets the message and the exception, the traceback stays in the study's log file; warnings stay
+    there too, but for Tune's answer to a Ctrl-C."""
+    import logging
+    from types import SimpleNamespace
+
+    from ganlab.cli.common import _for_the_console, _OneLine
+
+    try:
+        raise FileNotFoundError("[Errno 2] Failed to open local file 'state.json'")
+    except FileNotFoundError:
+        record = logging.LogRecord("ray.tune.execution.experiment_state", logging.ERROR, __file__, 1,
+                                   "Saving experiment state to storage failed with exception: ", None, sys.exc_info())
+    line = _OneLine(SimpleNamespace(path=tmp_path / "ganlab.log")).format(record)
+    assert line == ("ray.tune.execution.experiment_state: ERROR: Saving experiment state to storage failed with "
+                    "exception: FileNotFoundError: [Errno 2] Failed to open local file 'state.json' "
+                    f"(traceback in {tmp_path / 'ganlab.log'})")
+    plain = logging.LogRecord("mlflow", logging.ERROR, __file__, 1, "no %s", ("server",), None)
+    assert _OneLine(SimpleNamespace(path=None)).format(plain) == "mlflow: ERROR: no server"
+    stop = logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1, "Stop signal received (e.g. via SIGINT/"
+                             "Ctrl+C), ending Ray Tune run.", None, None)
+    chatter = logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1, "Trials did not complete", None, None)
+    assert _for_the_console(record) and _for_the_console(stop) and not _for_the_console(chatter)

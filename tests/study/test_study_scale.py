@@ -8,6 +8,7 @@ import math
 import os
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -600,9 +601,12 @@ def test_optuna_gets_the_penalty_for_a_diverged_trial_and_complete_for_an_asha_s
 
 
 def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, ray_cluster):
-    """SIGINT as the confirmation starts (before Tune ran any of its trials: that crashed once), then again while
-    its trials run; `ganlab run` again continues the confirmation (not the finished search, not a new
-    confirmation): the same configurations and seeds, every trial finished once."""
+    """SIGINT as the confirmation starts (before Tune ran any of its trials: that crashed once; and while the
+    search's Tune handler was still installed, which swallowed it and ran the confirmation to its end), then again
+    while its trials run; `ganlab run` again continues the confirmation (not the finished search, not a new
+    confirmation): the same configurations and seeds, every trial finished once. Between the two, the
+    confirmation's folder is removed: what a Ctrl-C leaves before the confirmation wrote its state; the next
+    `ganlab run` starts the confirmation rather than a new search."""
     address, auth = cluster(ray_cluster)
     (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT.replace("steps: 400", "steps: 600") + textwrap.dedent("""
         sweep:
@@ -627,6 +631,10 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 130, log.read_text()[-3000:]
         assert "Traceback" not in log.read_text()
+        if attempt == "at_start":
+            shutil.rmtree(state_file.parent)
+        else:
+            assert "its confirmation phase never started: starting it" in log.read_text()
     first = json.loads(state_file.read_text())
     assert first["finished"] is False
     again = run(tmp_path, "run", "conf.yaml", "--address", address, **auth)
