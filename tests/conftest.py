@@ -45,6 +45,28 @@ def sqlite_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+_EMPTY_STORE: list[Path] = []
+
+
+def seed_store(workdir: Path) -> Path:
+    """``workdir`` with its default MLflow store (./mlflow.db) already there: a copy of an empty store whose
+    schema MLflow built once in this test process. A new SQLite store runs MLflow's ~70 schema migrations
+    (1-3 CPU-s in each `ganlab run` that creates one); the study tests are about what a study writes, not about
+    creating the store, which tests/study/test_study_run.py and tests/cli cover from no store at all."""
+    if not _EMPTY_STORE:
+        from mlflow.tracking import MlflowClient
+
+        folder = Path(tempfile.mkdtemp(prefix="ganlab-empty-store-"))
+        MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates and migrates it
+        _EMPTY_STORE.append(folder / "mlflow.db")
+        import atexit
+
+        atexit.register(shutil.rmtree, folder, True)
+    if not (workdir / "mlflow.db").exists():
+        shutil.copyfile(_EMPTY_STORE[0], workdir / "mlflow.db")
+    return workdir
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -132,7 +154,7 @@ def grid_study(tmp_path_factory, ray_cluster):
     def make(workdir: Path) -> None:
         (workdir / "grid.yaml").write_text(GRID_STUDY)
         address, env = ray_cluster
-        proc = run_ganlab(["run", "grid.yaml", "--address", address], cwd=workdir, env=env)
+        proc = run_ganlab(["run", "grid.yaml", "--address", address], cwd=seed_store(workdir), env=env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     workdir = once_per_run(tmp_path_factory, "grid", make)

@@ -31,8 +31,8 @@ from pathlib import Path
 
 # Not Ray: importing it fixes its authentication mode from the environment of the importing process, and the
 # tests' clusters differ in theirs (each child imports Ray, ~1.5 CPU-s, under its own environment).
-WARM = ("torch", "mlflow", "mlflow.tracking", "optuna", "pandas", "pyarrow.parquet", "matplotlib", "matplotlib.pyplot",
-        "pydantic", "yaml", "sklearn.datasets")
+WARM = ("torch", "mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store", "optuna", "pandas",
+        "pyarrow.parquet", "matplotlib", "matplotlib.pyplot", "pydantic", "yaml", "sklearn.datasets")
 
 
 # --- the server (its own process) -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 import ganlab
+from conftest import seed_store
 from forkserver import run_ganlab
 from ganlab.analysis import load_history, load_study
 from ganlab.diagnose.probe import d_feature_probe
@@ -38,7 +39,7 @@ def digits(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("digits")
     (workdir / "digits.yaml").write_text(STUDY)
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
-    proc = run_ganlab(["run", "digits.yaml", "--num-cpus", "1"], cwd=workdir, env=env)
+    proc = run_ganlab(["run", "digits.yaml", "--num-cpus", "1"], cwd=seed_store(workdir), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     (run_id,) = load_study("digits_tiny", uri)["run_id"]

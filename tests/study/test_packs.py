@@ -15,6 +15,7 @@ from ganlab.analysis.trials import load_trial
 from ganlab.config import ConfigError, load_study
 from ganlab.study.packs import plan_packs, trial_slots
 from ganlab.study.progress import trial_counts
+from conftest import seed_store
 from forkserver import run_ganlab
 
 TOLERANCE = 1e-4  # relative, as tests/train/test_packs.py: batched kernels round differently, nothing else
@@ -114,7 +115,7 @@ def _run(workdir: Path, pack: str, cluster: tuple[str, dict]) -> tuple[subproces
     workdir.mkdir()
     (workdir / "packs.yaml").write_text(textwrap.dedent(STUDY).replace("PACK", pack))
     address, env = cluster
-    proc = run_ganlab(["run", "packs.yaml", "--address", address], cwd=workdir, env=env)
+    proc = run_ganlab(["run", "packs.yaml", "--address", address], cwd=seed_store(workdir), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc, f"sqlite:///{workdir / 'mlflow.db'}"
 

@@ -9,7 +9,7 @@ import yaml
 
 from ganlab.analysis import load_study
 from ganlab.config import load_study as load_study_file
-from conftest import STUDIES
+from conftest import STUDIES, seed_store
 from forkserver import run_ganlab
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def test_a_shipped_study_runs_its_first_configuration(path, tmp_path, ray_cluste
     shipped = load_study_file(path)  # the file as shipped validates
     study = tmp_path / path.name
     study.write_text(yaml.safe_dump(first_configuration(yaml.safe_load(path.read_text())), sort_keys=False))
-    proc = run_ganlab(["run", str(study), "--address", address], cwd=tmp_path, env=env)
+    proc = run_ganlab(["run", str(study), "--address", address], cwd=seed_store(tmp_path), env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     df = load_study(shipped.name, f"sqlite:///{tmp_path / 'mlflow.db'}", run="all")

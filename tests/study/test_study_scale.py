@@ -25,7 +25,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import compare, load_study
-from conftest import free_port
+from conftest import free_port, seed_store
 from forkserver import Child, run_ganlab, start_ganlab
 
 pytestmark = pytest.mark.integration
@@ -56,7 +56,7 @@ def env(**extra: str) -> dict:
 
 
 def run(workdir: Path, *args: str, expect: int = 0, **extra_env: str) -> subprocess.CompletedProcess:
-    proc = run_ganlab(list(args), cwd=workdir, env=env(**extra_env))
+    proc = run_ganlab(list(args), cwd=seed_store(workdir), env=env(**extra_env))
     assert proc.returncode == expect, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc
 
@@ -151,7 +151,7 @@ def start(workdir: Path, ray_cluster, study: str = LONG) -> Child:
     """`ganlab run` of ``study`` on the session's Ray head, in the background, its output in driver.log."""
     (workdir / "study.yaml").write_text(study)
     address, auth = cluster(ray_cluster)
-    return start_ganlab(["run", "study.yaml", "--address", address], cwd=workdir, env=env(**auth),
+    return start_ganlab(["run", "study.yaml", "--address", address], cwd=seed_store(workdir), env=env(**auth),
                         output=workdir / "driver.log")
 
 
@@ -328,7 +328,8 @@ def test_two_node_cluster_on_loopback_with_token_auth(tmp_path):
             assert time.time() < deadline and nodes[1].poll() is None, status
             time.sleep(1)
         (tmp_path / "study.yaml").write_text(LONG.replace(f"steps: {STEPS}", "steps: 300"))
-        proc = run_ganlab(["run", "study.yaml", "--address", f"127.0.0.1:{port}"], cwd=tmp_path, env=cluster_env)
+        proc = run_ganlab(["run", "study.yaml", "--address", f"127.0.0.1:{port}"], cwd=seed_store(tmp_path),
+                          env=cluster_env)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     finally:
         for node in nodes:
@@ -492,7 +493,7 @@ def test_pbt_exploits_at_aligned_checkpoints_and_applies_its_perturbations(tmp_p
             schedule.d_steps: {grid: [1, 2, 3]}
         max_concurrent: 4
         """))
-    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
+    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=seed_store(tmp_path), env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "no checkpoint for trial" not in proc.stdout + proc.stderr  # checkpoints aligned with the interval
     client = MlflowClient(uri_of(tmp_path))
@@ -549,7 +550,7 @@ def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_pa
             schedule.d_steps: {grid: [1, 2, 3]}
         max_concurrent: 3
         """))
-    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
+    proc = run_ganlab(["run", "pbt.yaml", "--address", address], cwd=seed_store(tmp_path), env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     client = MlflowClient(uri_of(tmp_path))
     df = load_study("pbtint", uri_of(tmp_path))
@@ -623,7 +624,8 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
 
     for attempt, ready in (("at_start", lambda log: True), ("mid_trial", confirming)):
         log = tmp_path / f"driver_{attempt}.log"
-        proc = start_ganlab(["run", "conf.yaml", "--address", address], cwd=tmp_path, env=env(**auth), output=log)
+        proc = start_ganlab(["run", "conf.yaml", "--address", address], cwd=seed_store(tmp_path), env=env(**auth),
+                            output=log)
         deadline = time.time() + 300
         while not (state_file.is_file() and ready(log)):
             assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]

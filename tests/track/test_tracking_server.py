@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import ganlab
 from ganlab.analysis import load_study
-from conftest import free_port
+from conftest import free_port, seed_store
 from forkserver import run_ganlab, start_ganlab
 
 pytestmark = pytest.mark.integration
@@ -134,7 +134,7 @@ def test_eight_trials_writing_at_once_to_the_default_store_lose_nothing(tmp_path
         mlflow_every_logs: 1
         artifacts: {sample_plots: 0}
         """))
-    proc = run_ganlab(["run", "study.yaml", "--address", address], cwd=tmp_path, env=cluster_env)
+    proc = run_ganlab(["run", "study.yaml", "--address", address], cwd=seed_store(tmp_path), env=cluster_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "database is locked" not in proc.stdout + proc.stderr
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
