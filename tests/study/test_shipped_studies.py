@@ -53,7 +53,7 @@ def first_configuration(raw: dict) -> dict:
     if "confirm" in out:
         out["confirm"] = {**out["confirm"], "top": 1, "seeds": 1}
     out["artifacts"] = {**out.get("artifacts", {}), "sample_plots": 1}
-    out["max_concurrent"] = 2
+    out["max_concurrent"] = 2 if pbt else 1  # a PBT population trains together; else one worker takes each trial
     out["resources"] = {**out.get("resources", {}), "cpu": 1}
     return out
 

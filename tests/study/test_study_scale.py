@@ -609,7 +609,7 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
     confirmation's folder is removed: what a Ctrl-C leaves before the confirmation wrote its state; the next
     `ganlab run` starts the confirmation rather than a new search."""
     address, auth = cluster(ray_cluster)
-    (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT.replace("steps: 400", "steps: 600") + textwrap.dedent("""
+    (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT + textwrap.dedent("""
         sweep:
           optim.lr_ratio: {grid: [1.0, 4.0]}
         search: {metric: eq/acc_gap, mode: min}
@@ -620,7 +620,7 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
     state_file = tmp_path / "ganlab_studies" / "conf" / "confirm" / "state.json"
 
     def confirming(log: Path) -> bool:  # the run that continues the confirmation trains nothing else
-        return bool(re.search(r"step +[1-9]\d\d/600", log.read_text()))
+        return bool(re.search(r"step +[1-9]\d\d/400", log.read_text()))
 
     for attempt, ready in (("at_start", lambda log: True), ("mid_trial", confirming)):
         log = tmp_path / f"driver_{attempt}.log"
@@ -647,6 +647,6 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
     assert done["points"] == first["points"] and len(done["points"]) == 2
     confirm = load_study("conf", uri_of(tmp_path), phase="confirm")
     assert len(confirm) == 2 and (confirm["trial_status"] == "finished").all()
-    assert sorted(confirm["seed"]) == [1, 2] and (confirm["progress/g_steps"] == 600).all()
+    assert sorted(confirm["seed"]) == [1, 2] and (confirm["progress/g_steps"] == 400).all()
     search = load_study("conf", uri_of(tmp_path), phase="search")
     assert len(search) == 2 and search["parent_run_id"].nunique() == 1  # the search was not run again

@@ -45,8 +45,8 @@ def env() -> dict:
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+    proc = subprocess.Popen(  # its backend: a copy of an empty store, not MLflow's migrations in the server again
+        [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{seed_store(root) / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "2"],
         stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True,
