@@ -149,7 +149,9 @@ LOG_FILE = "ganlab.log"  # in the study's folder under --storage
 def _for_the_console(record) -> bool:
     """Errors, and Tune's answer to a Ctrl-C (it then saves its state and stops its trials, which takes seconds:
     without it the console says nothing meanwhile)."""
-    return record.levelno >= 40 or record.getMessage().startswith("Stop signal received")
+    import logging
+
+    return record.levelno >= logging.ERROR or record.getMessage().startswith("Stop signal received")
 
 
 class _OneLine:
