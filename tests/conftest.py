@@ -1,3 +1,4 @@
+import atexit
 import os
 import shutil
 import socket
@@ -59,8 +60,6 @@ def seed_store(workdir: Path) -> Path:
         folder = Path(tempfile.mkdtemp(prefix="ganlab-empty-store-"))
         MlflowClient(f"sqlite:///{folder / 'mlflow.db'}").search_experiments()  # creates and migrates it
         _EMPTY_STORE.append(folder / "mlflow.db")
-        import atexit
-
         atexit.register(shutil.rmtree, folder, True)
     if not (workdir / "mlflow.db").exists():
         shutil.copyfile(_EMPTY_STORE[0], workdir / "mlflow.db")

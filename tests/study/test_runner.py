@@ -4,7 +4,7 @@ from ganlab.config.loading import load_study
 from ganlab.study import tuner
 from ganlab.study.runner import EXIT_INTERRUPTED, PhaseState, phase_folder, run_phase
 
-from conftest import STUDIES
+from conftest import STUDIES, seed_store
 
 
 def test_a_ctrl_c_as_the_last_trial_ends_completes_the_phase_and_stops_the_command(tmp_path, monkeypatch, capsys):
@@ -18,7 +18,7 @@ def test_a_ctrl_c_as_the_last_trial_ends_completes_the_phase_and_stops_the_comma
     study_file.write_text((STUDIES / "quickstart.yaml").read_text() + "search: {metric: eq/acc_gap, mode: min}\n"
                           "confirm: {top: 1, seeds: 2}\n")
     study = load_study(study_file)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = f"sqlite:///{seed_store(tmp_path) / 'mlflow.db'}"
     outcome = tuner.StudyOutcome(n_trials=4, n_errors=0, n_unfinished=0, ray_path=str(tmp_path), interrupted=True)
     monkeypatch.setattr(tuner, "run_study", lambda *args, **kwargs: outcome)
     result = run_phase(study, study_file, uri, tmp_path / "storage")
