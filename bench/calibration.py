@@ -83,20 +83,22 @@ def synthetic_cases(n_windows: int, seed: int = 0) -> list[tuple[str, str, float
     return cases
 
 
-def dirac_trainer(**overrides):
-    from ganlab.train.trainer import Trainer
-
+def dirac_config(**overrides):
     trial = {"seed": 0, "device": "cpu", "data": {"name": "dirac", "batch_size": 1}, "loss": {"name": "minimax"},
              "model": {"name": "dirac", "theta0": 1.0, "psi0": 1.0}, "optim": {"name": "sgd", "lr_g": 0.2},
              "train": {"steps": 1500, "log_every": 10, "eval_every": 100}}
     for key, value in overrides.items():
         section, _, name = key.partition(".")
         trial[section] = {**trial.get(section, {}), name: value}
-    return Trainer(parse_trial(trial))
+    return parse_trial(trial)
 
 
 def dirac_cases() -> list[tuple[str, str, float | None, dict]]:
-    """The Dirac-GAN's known dynamics, each a whole run of the real trainer: (label, truth, period, last metrics)."""
+    """The Dirac-GAN's known dynamics, each a whole run of the real trainer: (label, truth, period, last metrics).
+    Runs of one shape (schedule, steps, batch) train as one pack, each lane as it would alone."""
+    from ganlab.train.lanes import pack_shape
+    from ganlab.train.trainer import PackTrainer
+
     h, fprime = 0.2, 0.5
     phi = math.acos(1 - (h * fprime) ** 2 / 2)  # altGD's rotation angle per iteration, linearised
     runs = [
@@ -110,14 +112,20 @@ def dirac_cases() -> list[tuple[str, str, float | None, dict]]:
         ("alternating SGD + instance noise 0.7", "converged", None,
          {"regularizer.instance_noise": 0.7, "data.batch_size": 512, "train.steps": 2500}),
     ]
-    out = []
-    for label, truth, period, overrides in runs:
-        trainer = dirac_trainer(**overrides)
-        last = None
-        for last in trainer.run():
-            pass
-        out.append((label, truth, period, {**trainer.verdict.latest, "_verdict": last.verdict}))
-    return out
+    packs: dict[str, list[int]] = {}
+    configs = [dirac_config(**overrides) for *_, overrides in runs]
+    for i, cfg in enumerate(configs):
+        packs.setdefault(pack_shape(cfg), []).append(i)
+    out: dict[int, tuple] = {}
+    for members in packs.values():
+        trainer = PackTrainer([configs[i] for i in members])
+        last = [None] * len(members)
+        for report in trainer.run_pack():
+            last = [lane if lane is not None else before for lane, before in zip(report.lanes, last)]
+        for lane, i in enumerate(members):
+            label, truth, period, _ = runs[i]
+            out[i] = (label, truth, period, {**trainer.verdicts[lane].latest, "_verdict": last[lane].verdict})
+    return [out[i] for i in range(len(runs))]
 
 
 def ring_run(seed: int = 0, batch: int = 128, steps: int = 1500, sigma: float = 0.01, lr_g: float = 1e-3,

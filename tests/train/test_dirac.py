@@ -11,13 +11,13 @@ import math
 import numpy as np
 import pytest
 
-from ganlab.config import parse_trial
-from ganlab.train.trainer import Trainer
+from ganlab.config import TrialConfig, parse_trial
+from ganlab.train.trainer import PackTrainer, Trainer
 
 
-def dirac(loss="minimax", h=0.2, mode="simultaneous", order="g_first", d_steps=1, g_steps=1, r1=0.0,
-          theta0=1.0, psi0=-1.0, lr_ratio=1.0, steps=500, **loss_extra) -> Trainer:
-    cfg = parse_trial({
+def dirac_config(loss="minimax", h=0.2, mode="simultaneous", order="g_first", d_steps=1, g_steps=1, r1=0.0,
+                 theta0=1.0, psi0=-1.0, lr_ratio=1.0, steps=500, **loss_extra) -> TrialConfig:
+    return parse_trial({
         "data": {"name": "dirac"},
         "model": {"name": "dirac", "theta0": theta0, "psi0": psi0},
         "loss": {"name": loss, **loss_extra},
@@ -27,17 +27,31 @@ def dirac(loss="minimax", h=0.2, mode="simultaneous", order="g_first", d_steps=1
         "train": {"steps": steps, "log_every": steps, "eval_every": steps},
         "device": "cpu",
     })
-    return Trainer(cfg)
+
+
+def dirac(**kwargs) -> Trainer:
+    return Trainer(dirac_config(**kwargs))
+
+
+def dirac_pack(lanes: list[dict], **shared) -> PackTrainer:
+    """Several Dirac-GANs (learning rates, ratios, R1 weights per lane) trained as one pack: each lane must
+    follow its own closed form, as it would alone."""
+    return PackTrainer([dirac_config(**shared, **lane) for lane in lanes])
+
+
+def trajectories(t: PackTrainer, iterations: int) -> np.ndarray:
+    """Every lane's (theta, psi) before the first and after every iteration: (iterations + 1, lanes, 2), float64."""
+    out = np.empty((iterations + 1, t.lanes, 2))
+    out[0] = t.dirac_state().numpy()
+    for k in range(1, iterations + 1):
+        t.train_step()
+        out[k] = t.dirac_state().numpy()
+    return out
 
 
 def trajectory(t: Trainer, iterations: int) -> np.ndarray:
-    """(theta, psi) before the first and after every iteration, in float64."""
-    out = np.empty((iterations + 1, 2))
-    out[0] = t.dirac_state()[0].tolist()
-    for k in range(1, iterations + 1):
-        t.train_step()
-        out[k] = t.dirac_state()[0].tolist()
-    return out
+    """(theta, psi) of a lone trainer before the first and after every iteration, in float64."""
+    return trajectories(t, iterations)[:, 0]
 
 
 def sigmoid(x):
@@ -57,32 +71,36 @@ def test_simultaneous_unregularized_grows_by_the_exact_factor():
     assert math.sqrt(sq[-1]) == pytest.approx(3.0969, rel=1e-3)
 
 
-@pytest.mark.parametrize("lr_ratio", [0.1, 0.5, 2.0, 10.0])
-def test_no_lr_ratio_makes_simultaneous_converge(lr_ratio):
+def test_no_lr_ratio_makes_simultaneous_converge():
     # With h_g = h, h_d = ratio * h, the scaled state (theta / sqrt(h_g), psi / sqrt(h_d)) is rotated and
     # stretched by exactly sqrt(1 + h_g h_d f'(theta psi)^2) > 1 per step: TTUR cannot fix simultaneous GD.
-    h = 0.2
-    x = trajectory(dirac(h=h, lr_ratio=lr_ratio), 300)
-    h_g, h_d = h, h * lr_ratio
-    energy = x[:, 0] ** 2 / h_g + x[:, 1] ** 2 / h_d
-    factor = 1 + h_g * h_d * sigmoid(x[:-1, 0] * x[:-1, 1]) ** 2
-    np.testing.assert_allclose(energy[1:] / energy[:-1], factor, rtol=1e-5)
-    # Never shrinks (up to float32 rounding); growth only stalls where f' ~ 0, far from the equilibrium.
-    assert np.all(np.diff(energy) >= -1e-6 * energy[1:]) and energy[-1] > 1.2 * energy[0]
+    h, ratios = 0.2, [0.1, 0.5, 2.0, 10.0]
+    xs = trajectories(dirac_pack([{"lr_ratio": r} for r in ratios], h=h), 300)
+    for lane, lr_ratio in enumerate(ratios):
+        x = xs[:, lane]
+        h_g, h_d = h, h * lr_ratio
+        energy = x[:, 0] ** 2 / h_g + x[:, 1] ** 2 / h_d
+        factor = 1 + h_g * h_d * sigmoid(x[:-1, 0] * x[:-1, 1]) ** 2
+        np.testing.assert_allclose(energy[1:] / energy[:-1], factor, rtol=1e-5, err_msg=f"lr_ratio {lr_ratio}")
+        # Never shrinks (up to float32 rounding); growth only stalls where f' ~ 0, far from the equilibrium.
+        assert np.all(np.diff(energy) >= -1e-6 * energy[1:]) and energy[-1] > 1.2 * energy[0], lr_ratio
 
 
-@pytest.mark.parametrize("lr_ratio", [0.25, 1.0, 4.0])
-def test_alternating_cycles_without_converging(lr_ratio):
+def test_alternating_cycles_without_converging():
     # O2: alternating GD, h = 0.2, stays on a bounded cycle, ||x|| in [1.3435, 1.4950] (50 000 steps in
     # the reference; ~80 rotations here). alpha = h sqrt(ratio) f'(0) < 2: bounded for every ratio tried.
-    x = trajectory(dirac(h=0.2, mode="alternating", lr_ratio=lr_ratio), 5000)
-    norms = np.linalg.norm(x, axis=1)
-    if lr_ratio == 1.0:
-        assert norms.min() >= 1.3435 - 1e-3 and norms.max() <= 1.4950 + 1e-3
-    assert norms[-1000:].min() > 0.5 * norms[0]  # never settles at the equilibrium
-    assert norms.max() < 3 * norms[0]
-    angle = np.unwrap(np.arctan2(x[:, 1], x[:, 0]))
-    assert abs(angle[-1] - angle[0]) > 2 * math.pi * 10  # it keeps rotating
+    # The ratios train as one pack of three lanes.
+    ratios = [0.25, 1.0, 4.0]
+    xs = trajectories(dirac_pack([{"lr_ratio": r} for r in ratios], h=0.2, mode="alternating"), 5000)
+    for lane, lr_ratio in enumerate(ratios):
+        x = xs[:, lane]
+        norms = np.linalg.norm(x, axis=1)
+        if lr_ratio == 1.0:
+            assert norms.min() >= 1.3435 - 1e-3 and norms.max() <= 1.4950 + 1e-3
+        assert norms[-1000:].min() > 0.5 * norms[0], lr_ratio  # never settles at the equilibrium
+        assert norms.max() < 3 * norms[0], lr_ratio
+        angle = np.unwrap(np.arctan2(x[:, 1], x[:, 0]))
+        assert abs(angle[-1] - angle[0]) > 2 * math.pi * 10, lr_ratio  # it keeps rotating
 
 
 def test_wgan_alternating_conserves_its_invariant():
@@ -112,14 +130,16 @@ def test_r1_converges_at_the_linear_rate():
     assert alt < 1e-4  # alternating also converges
 
 
-@pytest.mark.parametrize("gamma, h_ok, h_bad", [(0.3, 1.08, 1.32), (0.6, 2.16, 2.64)])
-def test_r1_step_size_threshold(gamma, h_ok, h_bad):
-    # O5b: simultaneous GD with R1 converges iff h < gamma / f'(0)^2 = 4 gamma (complex-eigenvalue case).
-    near_eq = dict(theta0=0.01, psi0=-0.01, r1=gamma, steps=2000)
-    ok = np.linalg.norm(trajectory(dirac(h=h_ok, **near_eq), 2000)[-1])
-    bad = np.linalg.norm(trajectory(dirac(h=h_bad, **near_eq), 2000)[-1])
-    assert ok < 1e-6
-    assert bad > 0.01 * math.sqrt(2)  # did not converge: at least as far out as it started
+def test_r1_step_size_threshold():
+    # O5b: simultaneous GD with R1 converges iff h < gamma / f'(0)^2 = 4 gamma (complex-eigenvalue case):
+    # 10% either side of it, for two gammas, as one pack of four lanes.
+    cases = [(0.3, 1.08, 1.32), (0.6, 2.16, 2.64)]
+    lanes = [{"r1": gamma, "h": h} for gamma, h_ok, h_bad in cases for h in (h_ok, h_bad)]
+    last = np.linalg.norm(trajectories(dirac_pack(lanes, theta0=0.01, psi0=-0.01, steps=2000), 2000)[-1], axis=1)
+    for i, (gamma, h_ok, h_bad) in enumerate(cases):
+        ok, bad = last[2 * i], last[2 * i + 1]
+        assert ok < 1e-6, (gamma, h_ok, ok)
+        assert bad > 0.01 * math.sqrt(2), (gamma, h_bad, bad)  # did not converge: at least as far out as it started
 
 
 @pytest.mark.parametrize("d_steps, escapes", [(1, False), (4, False), (8, False), (20, True)])
