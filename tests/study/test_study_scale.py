@@ -133,18 +133,26 @@ def _digest(state) -> str:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, ray_cluster):
-    """The uninterrupted study every interrupted one must reproduce exactly."""
+    """The study every interrupted one must reproduce exactly, trained from scratch without a break by
+    `ganlab run --fresh` beside an interrupted run of it (interrupted at step 200 by SIGINT): --fresh's own
+    test reads what that did. Returns the snapshot, the study's folder and the two runs' state files."""
     workdir = tmp_path_factory.mktemp("reference")
-    (workdir / "study.yaml").write_text(LONG)
+    proc = start(workdir, ray_cluster)
+    wait_for_step(workdir, proc, 200)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, (workdir / "driver.log").read_text()[-3000:]
+    state_file = workdir / "ganlab_studies" / "resumable" / "search" / "state.json"
+    interrupted = json.loads(state_file.read_text())
     address, auth = cluster(ray_cluster)
-    run(workdir, "run", "study.yaml", "--address", address, **auth)
-    snap = snapshot(workdir, "resumable")
+    fresh = run(workdir, "run", "study.yaml", "--address", address, "--fresh", **auth)
+    new = json.loads(state_file.read_text())
+    snap = snapshot(workdir, "resumable", parent=new["parent_run_id"])
     assert snap["statuses"] == [("study", "FINISHED")] + [("trial", "FINISHED")] * 4
     for key, trial in snap.items():
         if key != "statuses":
             assert [s for s, _ in trial["histories"]["acc/real"]] == list(range(5 * LOG_EVERY, STEPS + 1, 5 * LOG_EVERY))
             assert [row["step"] for row in trial["histories"]["parquet"]] == list(range(LOG_EVERY, STEPS + 1, LOG_EVERY))
-    return snap
+    return {"snapshot": snap, "workdir": workdir, "interrupted": interrupted, "fresh": new, "stdout": fresh.stdout}
 
 
 def start(workdir: Path, ray_cluster, study: str = LONG) -> Child:
@@ -206,26 +214,32 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
     resumed = run(tmp_path, "run", "study.yaml", "--address", address,
                   *(["--resume"] if sig == signal.SIGKILL else []), **auth)
     assert "Resuming the interrupted search" in resumed.stdout
-    assert_same(snapshot(tmp_path, "resumable"), reference)  # same runs, same values, every step exactly once
-    assert len(load_study("resumable", uri_of(tmp_path), run="all")) == 4  # no duplicate trial runs
+    assert_same(snapshot(tmp_path, "resumable"), reference["snapshot"])  # same runs, same values, every step exactly once
+    trials = load_study("resumable", uri_of(tmp_path), run="all")
+    assert len(trials) == 4  # no duplicate trial runs
+    if sig == signal.SIGINT:  # the trials in flight continued from the checkpoints of the stop, and say so (after
+        # SIGKILL, Tune's last experiment state may hold no checkpoint yet: those trials retrain their runs)
+        client = MlflowClient(uri_of(tmp_path))
+        assert any(int(client.get_run(r).data.tags.get("ganlab.resumed_at", 0)) >= 200 for r in trials["run_id"])
 
 
-def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference, tmp_path, ray_cluster):
-    """--fresh beside an interrupted run: that run is closed (KILLED, kept in MLflow) and a new parent run trains
-    every trial from the start, to the uninterrupted study's numbers."""
-    proc = start(tmp_path, ray_cluster)
-    wait_for_step(tmp_path, proc, 200)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=120) == 130
-    interrupted = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
-    address, auth = cluster(ray_cluster)
-    fresh = run(tmp_path, "run", "study.yaml", "--address", address, "--fresh", **auth)
-    assert "Resuming" not in fresh.stdout
-    client = MlflowClient(uri_of(tmp_path))
+def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference):
+    """--fresh beside an interrupted run (the reference study's own making): that run is closed (KILLED, kept
+    in MLflow) and a new parent run trains every trial from the start: no trial restored a checkpoint, and
+    every interrupted study below, resumed, must reach the same numbers to the bit."""
+    interrupted, new = reference["interrupted"], reference["fresh"]
+    assert interrupted["finished"] is False and "Resuming" not in reference["stdout"]
+    client = MlflowClient(uri_of(reference["workdir"]))
     assert client.get_run(interrupted["parent_run_id"]).info.status == "KILLED"
-    new = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
     assert new["parent_run_id"] != interrupted["parent_run_id"] and new["finished"] is True
-    assert_same(snapshot(tmp_path, "resumable", parent=new["parent_run_id"]), reference)
+    experiment = client.get_experiment_by_name("resumable")
+    trials = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{new['parent_run_id']}'")
+    assert len(trials) == 4
+    for trial in trials:  # a restored trial is tagged with the iteration it continued from
+        assert "ganlab.resumed_at" not in trial.data.tags and trial.data.tags.get("ganlab.restarts", "0") == "0"
+    old = client.search_runs([experiment.experiment_id],
+                             f"tags.`mlflow.parentRunId` = '{interrupted['parent_run_id']}'")
+    assert old and {r.info.status for r in old} == {"KILLED"}  # kept, closed, not continued
 
 
 def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path, ray_cluster):
@@ -238,7 +252,7 @@ def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path
     run_after = client.get_run(victim.info.run_id)
     assert run_after.data.tags["ganlab.restarts"] == "1" and run_after.info.status == "FINISHED"
     assert int(run_after.data.tags["ganlab.resumed_at"]) >= 200  # from a checkpoint, not from scratch
-    assert_same(snapshot(tmp_path, "resumable"), reference)
+    assert_same(snapshot(tmp_path, "resumable"), reference["snapshot"])
 
 
 def store_client(workdir: Path, proc) -> MlflowClient:
@@ -369,7 +383,7 @@ def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path, r
         search: {algorithm: optuna, metric: [eq/acc_gap, eval/modes], mode: [min, max], seed: 3, startup_trials: 3}
         num_samples: 6
         confirm: {top: 2, seeds: 2}
-        max_concurrent: 2
+        max_concurrent: 1
         """))
     address, auth = cluster(ray_cluster)
     proc = run(tmp_path, "run", "opt.yaml", "--address", address, **auth)
@@ -610,14 +624,15 @@ def test_an_interrupted_confirmation_phase_continues_where_it_stopped(tmp_path, 
     while its trials run; `ganlab run` again continues the confirmation (not the finished search, not a new
     confirmation): the same configurations and seeds, every trial finished once. Between the two, the
     confirmation's folder is removed: what a Ctrl-C leaves before the confirmation wrote its state; the next
-    `ganlab run` starts the confirmation rather than a new search."""
+    `ganlab run` starts the confirmation rather than a new search. One trial slot: the search's two trials, then
+    the confirmation's two seeds, each train as one pack of two lanes in one worker."""
     address, auth = cluster(ray_cluster)
     (tmp_path / "conf.yaml").write_text("name: conf\n" + SHORT + textwrap.dedent("""
         sweep:
           optim.lr_ratio: {grid: [1.0, 4.0]}
         search: {metric: eq/acc_gap, mode: min}
         confirm: {top: 1, seeds: 2}
-        max_concurrent: 2
+        max_concurrent: 1
         checkpoint_interval_s: 1
         """))
     state_file = tmp_path / "ganlab_studies" / "conf" / "confirm" / "state.json"
