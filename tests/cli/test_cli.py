@@ -88,17 +88,19 @@ def test_version():
     assert proc.returncode == 0 and proc.stdout.strip() == f"ganlab {ganlab.__version__}"
 
 
-def test_a_trial_that_can_never_fit_is_an_error_before_anything_is_written(tmp_path, clean_env):
-    """A GPU study tried on a machine without one: one paragraph naming the file and the key, what was asked,
-    what there is and what to change; exit 2, no store, no study folder (Ray used to wait forever)."""
+def test_a_trial_that_can_never_fit_is_an_error_before_anything_is_written(tmp_path, ray_cluster):
+    """A GPU study tried on a cluster without one (the session's Ray head, 2 CPUs, no GPU): one paragraph naming
+    the file and the key, what was asked, what there is and what to change; exit 2, no store, no study folder
+    (Ray used to wait forever)."""
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the study below would fit")
+    address, cluster_env = ray_cluster
     study = tmp_path / "gpu.yaml"
     study.write_text(GOOD.replace("resources: {cpu: 1, gpu: 0}", "resources: {cpu: 1, gpu: 0.5}"))
-    proc = subprocess.run([sys.executable, "-m", "ganlab.cli", "run", str(study), "--num-cpus", "2"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120, env=clean_env)
+    proc = subprocess.run([sys.executable, "-m", "ganlab.cli", "run", str(study), "--address", address],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, env=cluster_env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and str(study) in err[0] and "resources.gpu" in err[0], proc.stderr

@@ -217,8 +217,10 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path, ray_
         sweep:
           optim.lr_g: {grid: [1.0e-3, 1.0e+6]}
         resources: {cpu: 1}
+        pack: 1
+        max_concurrent: 1
         """
-    ))
+    ))  # each trial alone (packs: tests/study/test_packs.py), one after the other in one worker
     proc = ganlab_run(tmp_path, study, ray_cluster)  # exit 0: a diverged trial is a result, not a failure
     assert "Traceback" not in proc.stdout
     df = load_study("blowup", tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").set_index("optim.lr_g")
