@@ -1,4 +1,6 @@
-"""Pictures of samples and curves, written to files (matplotlib's Agg backend: no display needed)."""
+"""Pictures of samples and curves, written to files. Figures are built with matplotlib's object API (no pyplot:
+no global figure registry, no display, safe beside other threads) and laid out with fixed margins: every
+trial draws several, and ``tight_layout`` measuring every label cost more than drawing them."""
 
 from __future__ import annotations
 
@@ -6,12 +8,9 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
 
 
 def _xy(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -23,7 +22,9 @@ def _xy(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def scatter(samples: torch.Tensor, path: str | Path, means: torch.Tensor | None = None, title: str = "") -> Path:
     """Generated points (1-D points are drawn on a line; beyond 2-D, the first two coordinates),
     with the data's mode centres as red crosses when given."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = Figure(figsize=(4.5, 4.5))
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.11, right=0.97, bottom=0.07, top=0.93)
     ax.scatter(*_xy(samples), s=3, alpha=0.4, label="generated")
     if means is not None:
         ax.scatter(*_xy(means), marker="x", c="red", s=40, label="mode centres")
@@ -47,7 +48,10 @@ def image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title: str
         r, col = divmod(i, nrow)
         top, left = 1 + r * (h + 1), 1 + col * (w + 1)
         canvas[:, top: top + h, left: left + w] = x[i]
-    fig, ax = plt.subplots(figsize=(nrow * 0.6, rows * 0.6 + 0.4))
+    height = rows * 0.6 + 0.4
+    fig = Figure(figsize=(nrow * 0.6, height))
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=1 - 0.35 / height)
     if c == 1:
         ax.imshow(canvas[0].numpy(), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     else:
@@ -76,7 +80,10 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
     """Metric histories against ``x``, one panel per column (a column the history lacks is left out)."""
     df = df if isinstance(df, pd.DataFrame) else pd.DataFrame(list(df))
     columns = [c for c in columns if c in df.columns] or list(columns[:1])
-    fig, axes = plt.subplots(len(columns), 1, figsize=(6, 1.8 * len(columns) + 0.4), sharex=True, squeeze=False)
+    height = 1.8 * len(columns) + 0.4
+    fig = Figure(figsize=(6, height))
+    axes = fig.subplots(len(columns), 1, sharex=True, squeeze=False)
+    fig.subplots_adjust(left=0.13, right=0.98, bottom=0.5 / height, top=1 - 0.12 / height, hspace=0.12)
     for ax, col in zip(axes[:, 0], columns):
         if col in df.columns:
             s = df[[x, col]].dropna()
@@ -90,7 +97,5 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
