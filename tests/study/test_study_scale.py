@@ -141,7 +141,7 @@ def reference(tmp_path_factory, ray_cluster):
     wait_for_step(workdir, proc, 200)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) == 130, (workdir / "driver.log").read_text()[-3000:]
-    state_file = workdir / "ganlab_studies" / "resumable" / "search" / "state.json"
+    state_file = search_folder(workdir) / "state.json"
     interrupted = json.loads(state_file.read_text())
     address, auth = cluster(ray_cluster)
     fresh = run(workdir, "run", "study.yaml", "--address", address, "--fresh", **auth)
@@ -163,13 +163,18 @@ def start(workdir: Path, ray_cluster, study: str = LONG, **extra_env: str) -> Ch
                         env=env(**auth, **extra_env), output=workdir / "driver.log")
 
 
+def search_folder(workdir: Path) -> Path:
+    """Where `ganlab run` keeps the LONG study's search phase: its state.json and Tune's experiment."""
+    return workdir / "ganlab_studies" / "resumable" / "search"
+
+
 def wait_for_recorded_step(workdir: Path, proc: subprocess.Popen, step: int, timeout: float = 240) -> None:
     """Until Tune's saved experiment state holds a trial past ``step``: what a driver killed outright leaves
-    to resume from (Tune saves it every TUNE_GLOBAL_CHECKPOINT_S, by default at least every 10 s)."""
+    to resume from (Tune saves it every TUNE_GLOBAL_CHECKPOINT_S seconds; by default every 10 s or more)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         assert proc.poll() is None, (workdir / "driver.log").read_text()[-3000:]
-        for path in sorted((workdir / "ganlab_studies" / "resumable" / "search").glob("*/experiment_state-*.json")):
+        for path in sorted(search_folder(workdir).glob("*/experiment_state-*.json")):
             try:
                 trials = json.loads(path.read_text())["trial_data"]
                 steps = [json.loads(runtime).get("last_result", {}).get("step", 0) for _, runtime in trials]
@@ -215,7 +220,7 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
         wait_for_recorded_step(tmp_path, proc, 300)
     proc.send_signal(sig)
     rc = proc.wait(timeout=120)
-    state = json.loads((tmp_path / "ganlab_studies" / "resumable" / "search" / "state.json").read_text())
+    state = json.loads((search_folder(tmp_path) / "state.json").read_text())
     assert state["finished"] is False
     if sig == signal.SIGINT:
         assert rc == 130
