@@ -110,6 +110,34 @@ class ExplainedASHA(ASHAScheduler):
         return action
 
 
+class SyncedPBT(PopulationBasedTraining):
+    """Tune 2.60's PBT with a synchronous population that cannot stall.
+
+    Synchronous PBT runs only members behind the next perturbation time, and after a perturbation sets that time
+    to max(previous + interval, the furthest member's time). When every member is already at the furthest time,
+    none is behind it: Tune never picks a paused member again and the study waits forever with all of them
+    paused. That happens to every resumed study (the restored members report their first result far past the
+    scheduler's fresh first perturbation time: seen in a `ganlab run` resume, every time) and to a study whose
+    clones continue from sources further ahead (seen once in CI). Here the next perturbation time stays ahead of
+    the slowest live member: the furthest member's time plus one interval."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        if not self._synch:
+            return decision
+        times = [self._trial_state[t].last_train_time for t in tune_controller.get_live_trials()
+                 if t in self._trial_state]
+        if times and min(times) >= self._next_perturbation_sync:
+            self._next_perturbation_sync = max(times) + self._perturbation_interval
+        if (decision == TrialScheduler.PAUSE and trial.status == "RUNNING"
+                and self._trial_state[trial].last_train_time < self._next_perturbation_sync):
+            # The last member to reach a perturbation, not cloned: Tune pauses it all the same, and with no
+            # trial waiting for a slot it ends its worker, so a new one (its imports: seconds of CPU) restores
+            # it a moment later. It may run on to the next perturbation: it keeps its worker.
+            return TrialScheduler.CONTINUE
+        return decision
+
+
 def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
     s = study.scheduler
     objective = study.scheduler_objective()
@@ -122,7 +150,7 @@ def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
         logging.getLogger("ray.tune.schedulers.pbt").setLevel(logging.INFO)  # each exploit, on the console
         # A trial paused before its first result has no result.json yet: Tune warns, harmlessly, per pause.
         logging.getLogger("ray.tune.logger.logger").setLevel(logging.ERROR)
-        return PopulationBasedTraining(
+        return SyncedPBT(
             time_attr="step",  # training iterations, not wall clock
             metric=metric, mode=mode, perturbation_interval=s.interval,
             hyperparam_mutations={"point": {k: _axis_domain(a) for k, a in s.mutations.items()}},
