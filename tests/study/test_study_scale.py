@@ -606,6 +606,39 @@ def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_pa
     assert d_steps <= {1.0, 2.0, 3.0}
 
 
+def test_a_resumed_synchronous_pbt_study_finishes(tmp_path, ray_cluster):
+    """Synchronous PBT (the default), interrupted and resumed: Tune 2.60's scheduler restarts with its first
+    perturbation time behind the restored members; after their first synchronised perturbation it set the next one
+    to the members' own time, so none was behind it and every member stayed paused forever (seen on every resume
+    of a real study). ganlab.study.search.SyncedPBT keeps that time ahead. A one-member population makes the
+    case exact: resumed from its checkpoint at 50 or later, its first result is at 100 or later, past the fresh
+    scheduler's first perturbation time 50.
+    The resume must finish without the stall watchdog, whose short timeout and no restarts make a stall fail."""
+    steps = 200
+    study = "name: pbtresume\n" + SHORT.replace("steps: 400", f"steps: {steps}, checkpoint_every: 50") + textwrap.dedent("""
+        scheduler: {name: pbt, metric: eq/acc_gap, mode: min, interval: 50,
+                    mutations: {optim.lr_ratio: {loguniform: [0.25, 32.0]}}}
+        stall_timeout_s: 15
+        stall_restarts: 0
+        """)
+    proc = start(tmp_path, ray_cluster, study)
+    deadline = time.time() + 240
+    while not re.search(rf"step +1[05]0/{steps}", (tmp_path / "driver.log").read_text()):
+        assert proc.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()[-3000:]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130, (tmp_path / "driver.log").read_text()[-3000:]
+    address, auth = cluster(ray_cluster)
+    resumed = run(tmp_path, "run", "study.yaml", "--address", address, **auth)
+    assert "Resuming the interrupted search" in resumed.stdout and "stalled" not in resumed.stdout
+    (row,) = load_study("pbtresume", uri_of(tmp_path)).itertuples()
+    assert row.trial_status == "finished"
+    resumed_at = int(MlflowClient(uri_of(tmp_path)).get_run(row.run_id).data.tags["ganlab.resumed_at"])
+    assert 50 <= resumed_at < steps
+    history = MlflowClient(uri_of(tmp_path)).get_metric_history(row.run_id, "loss/d")
+    assert [m.step for m in history] == list(range(50, steps + 1, 50))  # each step once, none lost
+
+
 def test_optuna_gets_the_penalty_for_a_diverged_trial_and_complete_for_an_asha_stop(tmp_path, ray_cluster):
     """What Optuna records: a trial that diverged (its objective undefined) reports the search's penalty with
     diverged = 1, never NaN (a NaN would leave the Optuna trial RUNNING forever); a trial ASHA stopped is
