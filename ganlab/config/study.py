@@ -277,6 +277,16 @@ class StudyConfig(_Strict):
         30.0, gt=0, description="wall seconds between a trial's checkpoints when trial.train.checkpoint_every is 0: "
         "a crash or interrupt costs at most this much recomputation (resumed results are the same either way)"
     )
+    stall_timeout_s: float = Field(
+        120.0, gt=0, description="wall seconds Tune's trial loop may hold only paused trials (none running, none "
+        "waiting to start) before ganlab counts it as stalled, stops it as Ctrl-C would and restarts it from its "
+        "saved state. Tune 2.60's PBT, with more members than trial slots, was seen to leave every unfinished "
+        "trial paused and never start one again; in a working loop a paused trial is picked again within a step"
+    )
+    stall_restarts: int = Field(
+        3, ge=0, description="how many times one study phase restarts a stalled Tune loop before it stops with "
+        "the study resumable (`ganlab run` again resumes it)"
+    )
     mlflow_every_logs: int = Field(
         5, ge=1, description="send every k-th logged step (and every eval step) to MLflow as step-indexed metrics; "
         "every logged step goes to the trial's diagnostics.parquet. MLflow stores a point in ~70 µs, which at "

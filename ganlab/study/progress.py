@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,10 @@ from ganlab.config.study import short_names
 from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON, StudyRun, find_pack_runs, find_trial_run
 
 PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
+
+# Stalls each Tune experiment (by its path) had in this process. Tune restores a run's callbacks from its
+# pickle, so the copy that sees a stall after a restart is not the object the caller made: they meet here.
+STALLS: dict[str, int] = {}
 
 
 def describe(overrides: dict[str, Any]) -> str:
@@ -51,11 +57,20 @@ class StudyCallback(tune.Callback):
     """Live progress (a table of running trials and counts by state, every ``PROGRESS_EVERY_S`` seconds,
     and one line per finished trial), and the MLflow side of trials whose worker died for good."""
 
-    def __init__(self, study_run: StudyRun, total_steps: int, total_trials: int, every_s: float = PROGRESS_EVERY_S):
+    # No watchdog in a callback Tune restores from a study saved before it existed (its pickle lacks these).
+    experiment = ""
+    stall_s = math.inf
+    _all_paused_since: float | None = None
+
+    def __init__(self, study_run: StudyRun, total_steps: int, total_trials: int, every_s: float = PROGRESS_EVERY_S,
+                 experiment: str = "", stall_s: float = math.inf):
         self.study_run = study_run
         self.total_steps = total_steps
         self.total_trials = total_trials
         self.every_s = every_s
+        self.experiment = experiment
+        self.stall_s = stall_s
+        self._all_paused_since: float | None = None
         self._latest: dict[str, dict] = {}
         self._done: set[str] = set()  # Tune calls on_trial_complete before it marks the trial TERMINATED
         self._failed: set[str] = set()
@@ -102,6 +117,31 @@ class StudyCallback(tune.Callback):
             lines = [self._counts(trials)]
             lines += [f"  {self._row(t, self._latest[t.trial_id])}" for t in running]
             self._print("\n".join(lines))
+
+    def on_step_end(self, iteration, trials, **info):
+        """The stall watchdog. Each step Tune picks a paused trial to run again (PBT time-multiplexes a population
+        larger than the cluster's slots this way), so unfinished trials that are all paused, none running or
+        waiting to start, for ``stall_s`` seconds mean Tune's loop lost track of them: it would spin forever.
+        Stop it as Ctrl-C does (Tune saves the experiment, paused trials stay resumable); the caller sees the
+        stall in ``STALLS`` and restarts the loop from that saved state."""
+        unfinished = [t for t in trials if t.status not in ("TERMINATED", "ERROR") and t.trial_id not in self._done]
+        if not unfinished or any(t.status != "PAUSED" for t in unfinished):
+            self._all_paused_since = None
+            return
+        now = time.monotonic()
+        if self._all_paused_since is None:
+            self._all_paused_since = now
+        if now - self._all_paused_since < self.stall_s or threading.current_thread() is not threading.main_thread():
+            return
+        self._all_paused_since = math.inf  # once per loop
+        STALLS[self.experiment] = STALLS.get(self.experiment, 0) + 1
+        self._print(f"Tune's trial loop stalled: {len(unfinished)} trial(s) paused, none running or starting, for "
+                    f"{self.stall_s:g} s; stopping it to restart it from its saved state")
+        if int(os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0")):  # no handler of Tune's to stop it gently
+            self._print("Tune's Ctrl-C handler is disabled (TUNE_DISABLE_SIGINT_HANDLER): press Ctrl-C, then "
+                        "`ganlab run` the study again to resume it")
+            return
+        signal.raise_signal(signal.SIGINT)  # Tune's own handler: the loop ends after this step, state saved
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._done.add(trial.trial_id)

@@ -17,7 +17,7 @@ from ray import tune
 
 from ganlab.config import PbtSchedulerConfig, StudyConfig
 from ganlab.study.packs import packing_allowed, plan_packs, trial_slots
-from ganlab.study.progress import StudyCallback
+from ganlab.study.progress import STALLS, StudyCallback
 from ganlab.study.search import make_scheduler, make_searcher, param_space
 from ganlab.study.trainable import GanTrainable, TrialContext
 from ganlab.track.store import StudyRun
@@ -225,15 +225,28 @@ def run_study(
                     name=name,
                     storage_path=str(folder),
                     verbose=0,
-                    callbacks=[StudyCallback(study_run, t.steps, expected)],
+                    callbacks=[StudyCallback(study_run, t.steps, expected, experiment=str(path),
+                                             stall_s=study.stall_timeout_s)],
                     # The trainable asks for checkpoints itself (train.checkpoint_every, else every
                     # checkpoint_interval_s); PBT forces one whenever it clones a trial.
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=4 if pbt else 2),
                     failure_config=tune.FailureConfig(max_failures=study.max_failures),
                 ),
             )
-        with tune_interrupts() as interrupt:
-            results = tuner.fit()
+        key = str(path)
+        STALLS.pop(key, None)
+        while True:
+            before = STALLS.get(key, 0)
+            with tune_interrupts() as interrupt:
+                results = tuner.fit()
+            stalls = STALLS.get(key, 0)
+            if not (interrupt.seen and stalls > before) or stalls > study.stall_restarts:
+                break  # ended, or the user's Ctrl-C, or stalled too often: the study stays resumable
+            # The watchdog's Ctrl-C, not the user's: a new loop from the state Tune just saved finds every
+            # paused trial again (each continues from its latest checkpoint, a PBT clone from its source's).
+            print(f"[ganlab] restarting Tune's trial loop from its saved state (restart {stalls} of at most "
+                  f"{study.stall_restarts})", flush=True)
+            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
         # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
         # (a trial Tune never started, when the study was interrupted at once, has no config yet: one lane)
         lanes = [len((r.config or {}).get("pack", [None])) for r in results]
