@@ -280,8 +280,8 @@ class StudyConfig(_Strict):
     stall_timeout_s: float = Field(
         120.0, gt=0, description="wall seconds Tune's trial loop may hold only paused trials (none running, none "
         "waiting to start) before ganlab counts it as stalled, stops it as Ctrl-C would and restarts it from its "
-        "saved state. Tune 2.60's PBT, with more members than trial slots, was seen to leave every unfinished "
-        "trial paused and never start one again; in a working loop a paused trial is picked again within a step"
+        "saved state (Tune 2.60's synchronous PBT once did this: ganlab.study.search.SyncedPBT mends that; this "
+        "guards against any other stall). In a working loop a paused trial is picked again within a step"
     )
     stall_restarts: int = Field(
         3, ge=0, description="how many times one study phase restarts a stalled Tune loop before it stops with "

@@ -70,7 +70,7 @@ class StudyCallback(tune.Callback):
         self.every_s = every_s
         self.experiment = experiment
         self.stall_s = stall_s
-        self._all_paused_since: float | None = None
+        self._all_paused_since = None
         self._latest: dict[str, dict] = {}
         self._done: set[str] = set()  # Tune calls on_trial_complete before it marks the trial TERMINATED
         self._failed: set[str] = set()
