@@ -111,24 +111,26 @@ class ExplainedASHA(ASHAScheduler):
 
 
 class SyncedPBT(PopulationBasedTraining):
-    """Tune 2.60's PBT with a synchronous population that cannot stall.
+    """Tune 2.60's PBT with a synchronous population that neither stalls nor ends a member early.
 
-    Synchronous PBT runs only members behind the next perturbation time, and after a perturbation sets that time
-    to max(previous + interval, the furthest member's time). When every member is already at the furthest time,
-    none is behind it: Tune never picks a paused member again and the study waits forever with all of them
-    paused. That happens to every resumed study (the restored members report their first result far past the
-    scheduler's fresh first perturbation time: seen in a `ganlab run` resume, every time) and to a study whose
-    clones continue from sources further ahead (seen once in CI). Here the next perturbation time stays ahead of
-    the slowest live member: the furthest member's time plus one interval."""
+    - Stalls. Synchronous PBT runs only members behind the next perturbation time, and after a perturbation sets
+      that time to max(previous + interval, the furthest member's time). When no live member is behind it, Tune
+      never picks a paused member again and the study waits forever with all of them paused: every resumed study
+      (the restored members report first far past the scheduler's fresh first perturbation time), and a study
+      whose waited-for member left (it ended early, diverged or was stopped: nothing reports the perturbation
+      any more). Here the next perturbation time stays ahead of the slowest live member (the furthest member's
+      time plus one interval), checked at each result and whenever Tune looks for a member to run.
+    - Members ended early. A member paused at a perturbation time saves its checkpoint first; if the last member
+      reaches that time while the save is in flight and the paused one is cloned, Tune stops it mid-save and
+      caches a STOP for when the save resolves. That save's future is dropped with the worker, so the STOP waits
+      for the clone's next save and ends it there, mid-run, as if finished (seen in CI: a trial "done" at
+      iteration 200 of 400, its study reported interrupted). The stale STOP is dropped."""
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
         if not self._synch:
             return decision
-        times = [self._trial_state[t].last_train_time for t in tune_controller.get_live_trials()
-                 if t in self._trial_state]
-        if times and min(times) >= self._next_perturbation_sync:
-            self._next_perturbation_sync = max(times) + self._perturbation_interval
+        self._keep_ahead(tune_controller)
         if (decision == TrialScheduler.PAUSE and trial.status == "RUNNING"
                 and self._trial_state[trial].last_train_time < self._next_perturbation_sync):
             # The last member to reach a perturbation, not cloned: Tune pauses it all the same, and with no
@@ -136,6 +138,38 @@ class SyncedPBT(PopulationBasedTraining):
             # it a moment later. It may run on to the next perturbation: it keeps its worker.
             return TrialScheduler.CONTINUE
         return decision
+
+    def choose_trial_to_run(self, tune_controller):
+        if self._synch:
+            self._keep_ahead(tune_controller)
+        return super().choose_trial_to_run(tune_controller)
+
+    def _keep_ahead(self, tune_controller) -> None:
+        times = [self._trial_state[t].last_train_time for t in tune_controller.get_live_trials()
+                 if t in self._trial_state]
+        if times and min(times) >= self._next_perturbation_sync:
+            self._next_perturbation_sync = max(times) + self._perturbation_interval
+
+    def _exploit(self, tune_controller, trial, trial_to_clone) -> None:
+        saving = trial.status != "PAUSED" and trial.is_saving
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        controller = getattr(tune_controller, "_tune_controller", tune_controller)
+        if saving and controller._cached_trial_decisions.get(trial.trial_id) == TrialScheduler.STOP:
+            del controller._cached_trial_decisions[trial.trial_id]
+
+
+class BoundedExplore:
+    """PBT's explore step, kept inside each mutation's range. Ray perturbs a number by x0.8 or x1.2 with no
+    bound; the trainable clamps what it trains with, but Tune's own copy would drift past the bound (0.25 ->
+    0.2 -> 0.16 ...), so the next perturbations walk from a value no trial ever used and a member sticks at the
+    bound for several exploits, and the console showed values outside the range. A class: Tune pickles it with
+    the scheduler into the experiment state."""
+
+    def __init__(self, scheduler: PbtSchedulerConfig):
+        self.scheduler = scheduler
+
+    def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {**config, "point": self.scheduler.bounded(config["point"])}
 
 
 def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
@@ -155,5 +189,6 @@ def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
             metric=metric, mode=mode, perturbation_interval=s.interval,
             hyperparam_mutations={"point": {k: _axis_domain(a) for k, a in s.mutations.items()}},
             quantile_fraction=s.quantile, resample_probability=s.resample_probability, synch=s.synchronous,
+            custom_explore_fn=BoundedExplore(s),
         )
     return FIFOScheduler()

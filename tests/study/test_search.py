@@ -87,6 +87,33 @@ def test_schedulers_count_training_iterations(tmp_path):
     assert [milestone for milestone, _ in asha._brackets[0]._rungs][-1] == 100  # the first rung: grace_steps
 
 
+def test_pbt_explores_inside_each_mutations_range(tmp_path):
+    """Ray's explore step multiplies by 0.8 or 1.2 with no bound: from the bound itself, half its moves leave the
+    range. Tune's copy of the config must stay inside (the trainable clamps what it trains with, but a drifting
+    copy makes the next moves start from a value no trial used). Ray's own explore function, ganlab's scheduler."""
+    from ray.tune.schedulers.pbt import _explore
+
+    study = _study(tmp_path, """
+        name: s
+        trial: {train: {steps: 400, eval_every: 50}}
+        sweep: {optim.lr_ratio: {grid: [0.25, 16.0]}}
+        scheduler: {name: pbt, metric: eq/acc_gap, mode: min, interval: 100, resample_probability: 0.0,
+                    mutations: {optim.lr_ratio: {loguniform: [0.25, 16.0]}, schedule.d_steps: {grid: [1, 2, 3]}}}
+        """)
+    pbt = make_scheduler(study, "sqlite:///unused.db")
+    seen = set()
+    for start in (0.25, 16.0, 0.26, 15.9):
+        for _ in range(40):
+            config = {"point": {"optim.lr_ratio": start, "schedule.d_steps": 2, "seed": 0}}
+            new, _ = _explore(config, pbt._hyperparam_mutations, pbt._resample_probability,
+                              pbt._perturbation_factors, pbt._custom_explore_fn)
+            ratio = new["point"]["optim.lr_ratio"]
+            assert 0.25 <= ratio <= 16.0, (start, ratio)
+            assert new["point"]["schedule.d_steps"] in (1, 2, 3) and new["point"]["seed"] == 0
+            seen.add(round(ratio, 6))
+    assert seen == {0.25, 0.3, 0.312, 12.72, 12.8, 16.0}  # x0.8 and x1.2 inside; clamped past either end
+
+
 def test_confirmation_takes_the_best_mean_over_seeds_and_new_seeds(tmp_path):
     study = _study(tmp_path, """
         name: s
@@ -106,3 +133,94 @@ def test_confirmation_takes_the_best_mean_over_seeds_and_new_seeds(tmp_path):
     assert points == [{"optim.lr_ratio": r, "seed": s} for r in (2, 1) for s in (2, 3, 4)]  # seeds 0, 1 were used
     with pytest.raises(ConfigError, match="no metric 'eval/modes'"):
         confirmation_points(study, frame, 2, 3, "eval/modes", "max")
+
+
+SYNCED_PBT_DRIVER = """
+import sys
+import time
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from ganlab.study.search import SyncedPBT
+
+
+def wait_for(path, timeout=60.0):
+    deadline = time.time() + timeout
+    while not path.exists():
+        assert time.time() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+class Member(tune.Trainable):
+    \"\"\"A toy member whose timing the scenario sets. 'race': member a reaches the perturbation at step 2 first
+    and is paused; its pause-save is held until member b, the last, has reported step 2 (and a moment more), so
+    b's result perturbs the population while a's save is in flight; a scores worse and is cloned from b.
+    'leave': member a is slow and ends (done) at step 3 while b waits for it, paused at the perturbation at 4.\"\"\"
+
+    def setup(self, config):
+        self.i = 0
+        self.marks = Path(config["marks"])
+        self.role = "a" if self.trial_id.endswith("_00000") else "b"  # a clone keeps its trial id
+
+    def step(self):
+        self.i += 1
+        if self.config["scenario"] == "race" and self.role == "b" and self.i == 2:
+            wait_for(self.marks / "a2")
+        if self.config["scenario"] == "leave" and self.role == "a":
+            time.sleep(0.5)
+        (self.marks / f"{self.role}{self.i}").touch()
+        ends = 3 if self.config["scenario"] == "leave" and self.role == "a" else 6
+        return {"step": self.i, "score": self.config["score"] + self.i, "done": self.i >= ends,
+                "should_checkpoint": self.i in (3, 5)}
+
+    def save_checkpoint(self, d):
+        if self.config["scenario"] == "race" and self.role == "a" and self.i == 2:
+            wait_for(self.marks / "b2")
+            time.sleep(2.0)  # b's result reaches the scheduler meanwhile
+        (Path(d) / "i").write_text(str(self.i))
+        return d
+
+    def load_checkpoint(self, d):
+        self.i = int((Path(d) / "i").read_text())
+
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+failed = False
+for scenario, interval in (("race", 2), ("leave", 4)):
+    marks = Path(sys.argv[2]) / scenario
+    marks.mkdir(parents=True)
+    pbt = SyncedPBT(time_attr="step", metric="score", mode="max", perturbation_interval=interval, synch=True,
+                    hyperparam_mutations={"score": [0.0, 0.5, 10.0]}, quantile_fraction=0.5,
+                    resample_probability=0.0)
+    results = tune.Tuner(
+        tune.with_resources(Member, {"cpu": 1}),
+        param_space={"scenario": scenario, "marks": str(marks), "score": tune.grid_search([0.0, 10.0])},
+        tune_config=tune.TuneConfig(scheduler=pbt, reuse_actors=False),
+        run_config=tune.RunConfig(storage_path=str(marks / "tune"), name=scenario, verbose=0),
+    ).fit()
+    ends = sorted((r.metrics["trial_id"][-5:], r.metrics.get("step"), bool(r.metrics.get("done"))) for r in results)
+    print(scenario, ends, flush=True)
+    failed |= ends != ([("00000", 6, True), ("00001", 6, True)] if scenario == "race"
+                       else [("00000", 3, True), ("00001", 6, True)])
+sys.exit(1 if failed else 0)
+"""
+
+
+def test_synced_pbt_neither_ends_a_member_cloned_mid_save_nor_stalls_when_a_member_leaves(tmp_path, ray_cluster):
+    """Two races of Tune's synchronous PBT, made certain with toy members on the session's Ray head (markers in
+    files order their steps). 'race': a member paused at a perturbation is cloned while its pause-save is in
+    flight; Tune caches a STOP for that save, which then lands on the clone's next save and ends it at step 3 of
+    6 as if finished (the CI failure: a trial 'done' at 200 of 400). 'leave': a member ends early while the other
+    waits for it at the perturbation time; Tune's PBT never runs the waiting one again (Tune spins, 100% CPU,
+    forever). ``SyncedPBT`` drops the stale STOP and keeps the perturbation time ahead of the live members."""
+    import subprocess
+    import sys
+
+    address, cluster_env = ray_cluster
+    proc = subprocess.run([sys.executable, "-c", SYNCED_PBT_DRIVER, address, str(tmp_path)], env=cluster_env,
+                          capture_output=True, text=True, timeout=150)
+    assert "race [('00000', 6, True), ('00001', 6, True)]" in proc.stdout, proc.stdout + proc.stderr[-4000:]
+    assert "leave [('00000', 3, True), ('00001', 6, True)]" in proc.stdout, proc.stdout + proc.stderr[-4000:]
+    assert proc.returncode == 0
