@@ -153,9 +153,9 @@ class SyncedPBT(PopulationBasedTraining):
     def _exploit(self, tune_controller, trial, trial_to_clone) -> None:
         saving = trial.status != "PAUSED" and trial.is_saving
         super()._exploit(tune_controller, trial, trial_to_clone)
-        controller = getattr(tune_controller, "_tune_controller", tune_controller)
-        if saving and controller._cached_trial_decisions.get(trial.trial_id) == TrialScheduler.STOP:
-            del controller._cached_trial_decisions[trial.trial_id]
+        cached = getattr(getattr(tune_controller, "_tune_controller", tune_controller), "_cached_trial_decisions", {})
+        if saving and cached.get(trial.trial_id) == TrialScheduler.STOP:  # Tune's private state: read defensively
+            del cached[trial.trial_id]
 
 
 class BoundedExplore:
