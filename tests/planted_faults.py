@@ -112,6 +112,13 @@ FAULTS = [
     Fault("study/progress.py", "    pending = max(0, total - n_ended - n(errored) - n(running) - n(paused))",
           "    pending = max(0, total - n_ended - n(running) - n(paused))", "tests/study/test_progress.py",
           "failed trials counted as pending too"),
+    Fault("study/search.py", "        if saving and cached.get(trial.trial_id) == TrialScheduler.STOP:",
+          "        if saving and cached.get(trial.trial_id) == TrialScheduler.PAUSE:",
+          "tests/study/test_search.py::test_synced_pbt_neither_ends_a_member_cloned_mid_save_nor_stalls_when_a_member_leaves",
+          "PBT member cloned mid-save keeps Tune's stale STOP (ended at its next checkpoint)"),
+    Fault("study/search.py", "            custom_explore_fn=BoundedExplore(s),", "            custom_explore_fn=None,",
+          "tests/study/test_search.py::test_pbt_explores_inside_each_mutations_range",
+          "PBT's own copy of a perturbed value left outside its range"),
     # --- packs ----------------------------------------------------------------------------------------------------
     Fault("study/packs.py", "        size = max(1, min(study.pack_max, math.ceil(len(points) / slots)))",
           "        size = max(1, min(study.pack_max, len(points) // slots))",

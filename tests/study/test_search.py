@@ -154,10 +154,11 @@ def wait_for(path, timeout=60.0):
 
 
 class Member(tune.Trainable):
-    \"\"\"A toy member whose timing the scenario sets. 'race': member a reaches the perturbation at step 2 first
-    and is paused; its pause-save is held until member b, the last, has reported step 2 (and a moment more), so
-    b's result perturbs the population while a's save is in flight; a scores worse and is cloned from b.
-    'leave': member a is slow and ends (done) at step 3 while b waits for it, paused at the perturbation at 4.\"\"\"
+    \"\"\"A toy member whose order the scenario fixes, through files the scheduler below writes once it has
+    decided on a result ('seen_b2': b's step-2 result). 'race': a reaches the perturbation at step 2 first and is
+    paused; its pause-save is held until the scheduler has seen b, the last, report step 2 (and so has perturbed
+    the population, cloning a, the worse, from b, while a's save was in flight). 'leave': a ends (done) at step
+    3 only once b has been paused at the perturbation at 4 to wait for it.\"\"\"
 
     def setup(self, config):
         self.i = 0
@@ -166,19 +167,18 @@ class Member(tune.Trainable):
 
     def step(self):
         self.i += 1
-        if self.config["scenario"] == "race" and self.role == "b" and self.i == 2:
-            wait_for(self.marks / "a2")
-        if self.config["scenario"] == "leave" and self.role == "a":
-            time.sleep(0.5)
-        (self.marks / f"{self.role}{self.i}").touch()
-        ends = 3 if self.config["scenario"] == "leave" and self.role == "a" else 6
+        race = self.config["scenario"] == "race"
+        if race and self.role == "b" and self.i == 2:
+            wait_for(self.marks / "seen_a2")
+        if not race and self.role == "a" and self.i == 3:
+            wait_for(self.marks / "seen_b4")
+        ends = 3 if not race and self.role == "a" else 6
         return {"step": self.i, "score": self.config["score"] + self.i, "done": self.i >= ends,
                 "should_checkpoint": self.i in (3, 5)}
 
     def save_checkpoint(self, d):
         if self.config["scenario"] == "race" and self.role == "a" and self.i == 2:
-            wait_for(self.marks / "b2")
-            time.sleep(2.0)  # b's result reaches the scheduler meanwhile
+            wait_for(self.marks / "seen_b2")
         (Path(d) / "i").write_text(str(self.i))
         return d
 
@@ -186,12 +186,20 @@ class Member(tune.Trainable):
         self.i = int((Path(d) / "i").read_text())
 
 
+class Marking(SyncedPBT):
+    def on_trial_result(self, tune_controller, trial, result):
+        decision = super().on_trial_result(tune_controller, trial, result)
+        role = "a" if trial.trial_id.endswith("_00000") else "b"
+        (Path(trial.config["marks"]) / f"seen_{role}{result['step']}").touch()
+        return decision
+
+
 ray.init(address=sys.argv[1], log_to_driver=False)
 failed = False
 for scenario, interval in (("race", 2), ("leave", 4)):
     marks = Path(sys.argv[2]) / scenario
     marks.mkdir(parents=True)
-    pbt = SyncedPBT(time_attr="step", metric="score", mode="max", perturbation_interval=interval, synch=True,
+    pbt = Marking(time_attr="step", metric="score", mode="max", perturbation_interval=interval, synch=True,
                     hyperparam_mutations={"score": [0.0, 0.5, 10.0]}, quantile_fraction=0.5,
                     resample_probability=0.0)
     results = tune.Tuner(
@@ -209,8 +217,8 @@ sys.exit(1 if failed else 0)
 
 
 def test_synced_pbt_neither_ends_a_member_cloned_mid_save_nor_stalls_when_a_member_leaves(tmp_path, ray_cluster):
-    """Two races of Tune's synchronous PBT, made certain with toy members on the session's Ray head (markers in
-    files order their steps). 'race': a member paused at a perturbation is cloned while its pause-save is in
+    """Two races of Tune's synchronous PBT, made certain with toy members on the session's Ray head (files the
+    scheduler writes once it has decided on a result order the members' steps). 'race': a member paused at a perturbation is cloned while its pause-save is in
     flight; Tune caches a STOP for that save, which then lands on the clone's next save and ends it at step 3 of
     6 as if finished (the CI failure: a trial 'done' at 200 of 400). 'leave': a member ends early while the other
     waits for it at the perturbation time; Tune's PBT never runs the waiting one again (Tune spins, 100% CPU,
