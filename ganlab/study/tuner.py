@@ -206,8 +206,11 @@ def run_study(
     try:
         path = folder / name
         expected = len(points) if points is not None else study.trial_count()
+        def restored() -> tune.Tuner:  # Tune's saved state: finished trials kept, the others continue
+            return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+
         if resume and tune.Tuner.can_restore(str(path)) and _recorded_a_trial(path):
-            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+            tuner = restored()
         else:
             pbt = isinstance(study.scheduler, PbtSchedulerConfig)
             t = study.trial.train
@@ -246,7 +249,7 @@ def run_study(
             # paused trial again (each continues from its latest checkpoint, a PBT clone from its source's).
             print(f"[ganlab] restarting Tune's trial loop from its saved state (restart {stalls} of at most "
                   f"{study.stall_restarts})", flush=True)
-            tuner = tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True)
+            tuner = restored()
         # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
         # (a trial Tune never started, when the study was interrupted at once, has no config yet: one lane)
         lanes = [len((r.config or {}).get("pack", [None])) for r in results]
