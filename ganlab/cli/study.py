@@ -192,8 +192,14 @@ def _start_ray(study: StudyConfig, args: argparse.Namespace, logs: LibraryLogs) 
     address = _address(args)
     if address and (problem := probe_address(address)):
         return _fail(problem)
-    with logs.around_ray_init():
-        connect(args.num_cpus, address)
+    try:
+        with logs.around_ray_init():
+            connect(args.num_cpus, address)
+    except ConnectionError as e:  # something answers at the address but Ray would not let this client join
+        return _fail(f"Could not join the Ray cluster at {address}: {e}. A cluster started by `ray start` uses "
+                     "token authentication (Ray's default): give this shell its token (RAY_AUTH_TOKEN, or the "
+                     "file RAY_AUTH_TOKEN_PATH / ~/.ray/auth_token; `ray get-auth-token` on the head prints it), "
+                     "and check that the address is the head's GCS port; nothing was run.")
     error, warning = resources_problem(study, address)
     if error:
         import ray

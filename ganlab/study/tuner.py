@@ -91,8 +91,14 @@ def connect(num_cpus: int | None, address: str | None) -> bool:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if address:  # a cluster started by `ray start` with token auth: the client must use the token too
         token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-        if os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file():
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        if "RAY_AUTH_MODE" not in os.environ and (os.environ.get("RAY_AUTH_TOKEN") or token_file.is_file()):
+            os.environ["RAY_AUTH_MODE"] = "token"
+            # Ray read its configuration, the mode included, when it was imported: read it again, as Ray's own
+            # token set-up does (an explicit address never turns token mode on in Ray 2.60; without this the
+            # client joined without its token and failed after ~20 s of retries).
+            from ray._raylet import Config
+
+            Config.initialize("")
     # configure_logging=False: the caller decides where Ray's log messages go (`ganlab run`: a file).
     # address "local": a new Ray for this study, never a cluster some `ray start` left on this machine.
     ray.init(address=address or "local", num_cpus=None if address else num_cpus, include_dashboard=False,

@@ -338,6 +338,21 @@ def test_resume_with_nothing_to_resume_is_refused(tmp_path):
     assert "no interrupted 'search' run" in nothing.stderr
 
 
+def test_a_cluster_that_refuses_the_token_is_a_clear_error_and_nothing_is_written(tmp_path, ray_cluster):
+    """Joining the session's head (token authentication, Ray's default) with a wrong token: exit 2, one paragraph
+    that names the address and where the token goes, and no file written (no store, no Ray results). Ray retries
+    joining for ~20 s by default; RAY_gcs_server_port_wait_time_s makes that two tries here."""
+    address, _ = cluster(ray_cluster)
+    (tmp_path / "study.yaml").write_text(LONG)
+    proc = run_ganlab(["run", "study.yaml", "--address", address], cwd=tmp_path,
+                      env=env(RAY_AUTH_TOKEN="0" * 64, RAY_gcs_server_port_wait_time_s="2"), timeout=120)
+    assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    said = proc.stderr.strip().splitlines()[-1]  # after Ray's own lines about the refused token
+    assert said.startswith(f"ganlab: Could not join the Ray cluster at {address}: "), proc.stderr[-3000:]
+    assert "RAY_AUTH_TOKEN" in said and "nothing was run" in said
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
 # --- a real two-node cluster -------------------------------------------------------------------------
 
 
@@ -643,8 +658,11 @@ def test_optuna_gets_the_penalty_for_a_diverged_trial_and_complete_for_an_asha_s
     """What Optuna records: a trial that diverged (its objective undefined) reports the search's penalty with
     diverged = 1, never NaN (a NaN would leave the Optuna trial RUNNING forever); a trial ASHA stopped is
     COMPLETE with the value it had; every Optuna trial ends COMPLETE. One trial at a time, so what ASHA stops is
-    the same every run (Optuna's first 8 trials are its seeded random start-up)."""
+    the same every run (Optuna's first 8 trials are its seeded random start-up).
+    The cluster's token is given alone, without RAY_AUTH_MODE: `ganlab run --address` turns token mode on itself
+    (that once had no effect: Ray had read its mode when imported, and joining failed after ~20 s of retries)."""
     address, auth = cluster(ray_cluster)
+    auth = {"RAY_AUTH_TOKEN": auth["RAY_AUTH_TOKEN"]}
     (tmp_path / "opt.yaml").write_text("name: optasha\n" + SHORT.replace("steps: 400", "steps: 200") + textwrap.dedent("""
         sweep:
           optim.lr_g: {choice: [1.0e-3, 80.0]}
