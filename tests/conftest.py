@@ -117,6 +117,7 @@ GRID_STUDY = textwrap.dedent(
     seeds: [0, 1]
     resources: {cpu: 1}
     max_concurrent: 2
+    artifacts: {sample_plots: 1}
     """
 )
 

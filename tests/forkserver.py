@@ -2,14 +2,14 @@
 
 Every `ganlab` command the tests run is a real process of its own: its own pid, working folder, environment,
 standard streams (files, at the file-descriptor level), exit code and signals (SIGINT, SIGKILL). What it
-shares with the others is the import of torch, MLflow, Optuna, pandas and matplotlib, done once in the server
-and inherited through ``fork`` (a `ganlab run` started cold pays ~7 CPU-s of imports, half its driver's CPU,
-and ~2 s more tearing those modules down at exit; the suite runs ~60 such commands on 2 cores).
+shares with the others is the import of torch, MLflow, Optuna, pandas, matplotlib and Ray Tune, done once in
+the server and inherited through ``fork`` (a `ganlab run` started cold pays ~8 CPU-s of imports, half its
+driver's CPU, and ~2 s more tearing those modules down at exit; the suite runs ~100 such commands on 2 cores).
 
 ganlab itself is imported fresh in each child, after its environment is set (``ganlab.study.progress`` reads
 GANLAB_PROGRESS_EVERY at import), and from ``main()`` on a child runs exactly what the console script runs.
-The server imports libraries only: it starts no thread (checked) and no Ray, so nothing is held across the
-fork. The console script itself, cold, stays covered by tests/cli (they start `python -m ganlab.cli`).
+The server imports libraries only: it starts no thread (checked) and joins no Ray cluster, so nothing is held
+across the fork; Ray's configuration, read from the environment at import, is read again in each child. The console script itself, cold, stays covered by tests/cli (they start `python -m ganlab.cli`).
 
     proc = run_ganlab(["run", "study.yaml"], cwd=tmp_path, env=env)        # like subprocess.run(capture_output)
     child = start_ganlab(["run", "study.yaml"], cwd=..., output=log)   # like Popen: poll, wait, send_signal
@@ -29,10 +29,12 @@ import time
 import traceback
 from pathlib import Path
 
-# Not Ray: importing it fixes its authentication mode from the environment of the importing process, and the
-# tests' clusters differ in theirs (each child imports Ray, ~1.5 CPU-s, under its own environment).
+# Ray reads its configuration (its authentication mode among it) from the environment when imported, and the
+# tests' clusters differ in theirs: a child reads it again under its own environment (`_child`), as Ray's own
+# token set-up does.
 WARM = ("torch", "mlflow", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store", "optuna", "pandas",
-        "pyarrow.parquet", "matplotlib", "matplotlib.pyplot", "pydantic", "yaml", "sklearn.datasets")
+        "pyarrow.parquet", "matplotlib", "matplotlib.pyplot", "pydantic", "yaml", "sklearn.datasets", "ray",
+        "ray.tune")
 
 
 # --- the server (its own process) -------------------------------------------------------------------------
@@ -51,7 +53,6 @@ def serve() -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     for name in WARM:
         importlib.import_module(name)
-    assert "ray" not in sys.modules, "a warm import pulled Ray in"
     sys.path[0] = str(Path(sys.executable).parent)  # as the console script has it, not this folder
     control = os.fdopen(int(os.environ.pop("GANLAB_FORKSERVER_FD")), "w", buffering=1)
     threads = _thread_count()
@@ -85,6 +86,9 @@ def _child(request: dict) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
+    from ray._raylet import Config
+
+    Config.initialize("")  # Ray's configuration from this child's environment, not the server's
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)

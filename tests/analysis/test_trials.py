@@ -28,7 +28,7 @@ STUDY = textwrap.dedent(
       optim: {lr_g: 1.0e-3, g_ema: 0.9}
       train: {steps: 40, eval_every: 20, log_every: 10, eval_samples: 100}
       diagnostics: {d_probe: true}
-    artifacts: {save_best: {metric: eval/fd, mode: min}}
+    artifacts: {sample_plots: 0, save_best: {metric: eval/fd, mode: min}}
     resources: {cpu: 1}
     """
 )

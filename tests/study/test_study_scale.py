@@ -45,7 +45,7 @@ LONG = textwrap.dedent(
     seeds: [0, 1]
     resources: {{cpu: 1}}
     max_concurrent: 2
-    artifacts: {{save_best: {{metric: eq/acc_gap, mode: min}}}}
+    artifacts: {{sample_plots: 0, save_best: {{metric: eq/acc_gap, mode: min}}}}
     """
 )
 
@@ -411,6 +411,7 @@ trial:
   optim: {lr_g: 1.0e-3}
   train: {steps: 400, eval_every: 50, log_every: 10, eval_samples: 200}
 resources: {cpu: 1}
+artifacts: {sample_plots: 0}
 """
 
 

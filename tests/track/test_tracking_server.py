@@ -45,10 +45,12 @@ def env() -> dict:
 
 
 def _start_server(root: Path, port: int) -> subprocess.Popen:
+    """One uvicorn worker, as `ganlab ui` starts it: it still serves requests concurrently (MLflow runs its Flask
+    handlers in a thread pool), and a second worker process costs ~3 CPU-s per start, imports only."""
     proc = subprocess.Popen(  # its backend: a copy of an empty store, not MLflow's migrations in the server again
         [str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{seed_store(root) / 'mlflow.db'}",
          "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "2"],
+         "--workers", "1"],
         stdout=(root / "server.log").open("a"), stderr=subprocess.STDOUT, start_new_session=True,
         env={**env(), "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},  # GenAI job runner: ~30 CPU-s per start
     )
