@@ -9,7 +9,8 @@ driver's CPU, and ~2 s more tearing those modules down at exit; the suite runs ~
 ganlab itself is imported fresh in each child, after its environment is set (``ganlab.study.progress`` reads
 GANLAB_PROGRESS_EVERY at import), and from ``main()`` on a child runs exactly what the console script runs.
 The server imports libraries only: it starts no thread (checked) and joins no Ray cluster, so nothing is held
-across the fork; Ray's configuration, read from the environment at import, is read again in each child. The console script itself, cold, stays covered by tests/cli (they start `python -m ganlab.cli`).
+across the fork; Ray's configuration, read from the environment at import, is read again in each child. The
+console script itself, cold, stays covered by tests/cli (they start `python -m ganlab.cli`).
 
     proc = run_ganlab(["run", "study.yaml"], cwd=tmp_path, env=env)        # like subprocess.run(capture_output)
     child = start_ganlab(["run", "study.yaml"], cwd=..., output=log)   # like Popen: poll, wait, send_signal
