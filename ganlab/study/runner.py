@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickletools
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -120,7 +122,45 @@ def check_resumable(study: StudyConfig, tracking_uri: str, storage: str | Path, 
     if state.tracking_uri != tracking_uri:
         raise ResumeRefused(f"the interrupted run logs to {state.tracking_uri}, not {tracking_uri}; pass "
                             f"--tracking-uri {state.tracking_uri} to resume it, or --fresh.")
+    broken = unreadable_tune_state(folder / state.parent_run_id)
+    if broken is not None:
+        raise ResumeRefused(
+            f"Tune's saved state of the interrupted run is cut short: {broken} ({broken.stat().st_size} bytes). "
+            "Tune copies its state into the study folder without an atomic rename, so a driver killed outright "
+            "during a copy leaves it half-written, and Tune would quietly start the search over from a partial "
+            "state. Pass --fresh to start a new run (the interrupted one stays in MLflow as "
+            f"{state.parent_run_id}, with every trial it finished)."
+        )
     return state
+
+
+TUNE_TIMESTAMP = re.compile(r"-\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}")  # Tune's session suffix on its state files
+
+
+def unreadable_tune_state(experiment: Path) -> Path | None:
+    """The first of the state files Tune restores from (the newest experiment, search and searcher state, and
+    tuner.pkl) that does not parse to its end: JSON, else a pickle read opcode by opcode (``pickletools``
+    checks the stream's structure without importing or building anything). None when all parse, or when there
+    is no experiment yet."""
+    newest: dict[str, Path] = {}
+    for path in sorted(experiment.glob("*")) if experiment.is_dir() else []:  # the timestamps sort in time
+        if path.is_file() and (path.name == "tuner.pkl" or TUNE_TIMESTAMP.search(path.name)):
+            newest[TUNE_TIMESTAMP.sub("", path.name)] = path
+    for path in newest.values():
+        data = path.read_bytes()
+        try:
+            json.loads(data)
+            continue
+        except ValueError:
+            pass
+        try:
+            for _ in pickletools.genops(data):
+                pass
+        except ValueError:
+            return path
+        if not data:
+            return path
+    return None
 
 
 def run_phase(

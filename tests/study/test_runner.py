@@ -27,3 +27,33 @@ def test_a_ctrl_c_as_the_last_trial_ends_completes_the_phase_and_stops_the_comma
     assert state is not None and state.finished and state.errors == 0
     assert MlflowClient(uri).get_run(result.parent_run_id).info.status == "FINISHED"
     assert f"Continue with: ganlab run {study_file}" in capsys.readouterr().err
+
+
+def test_tune_state_cut_short_anywhere_is_found_and_only_the_newest_of_each_file_counts(tmp_path):
+    """Tune restores from the newest experiment state (JSON) and the newest search state (a pickle, whatever its
+    suffix), and from tuner.pkl; each cut at any byte is named. An older session's file, cut short, is not what
+    Tune reads: it does not count. Files Tune does not restore from (PBT's policy logs) are not read."""
+    import json
+    import pickle
+
+    from ganlab.study.runner import unreadable_tune_state
+
+    files = {
+        "experiment_state-2026-12-01_10-00-00.json": json.dumps({"trial_data": [["{}", "{}"]] * 3}).encode(),
+        "basic-variant-state-2026-12-01_10-00-00.json": pickle.dumps({"_counter": 4, "points": [0.5] * 20}),
+        "tuner.pkl": pickle.dumps({"param_space": {"a": [1, 2, 3]}}, protocol=5),
+        "pbt_policy_abc_00001.txt": b"[1, 2",
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    assert unreadable_tune_state(tmp_path) is None
+    assert unreadable_tune_state(tmp_path / "no-experiment-yet") is None
+    for name, data in files.items():
+        if name.endswith(".txt"):
+            continue
+        for cut in (0, 1, len(data) // 2, len(data) - 1):
+            (tmp_path / name).write_bytes(data[:cut])
+            assert unreadable_tune_state(tmp_path) == tmp_path / name, (name, cut)
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "basic-variant-state-2026-12-01_09-00-00.json").write_bytes(b"")  # an older session's, cut short
+    assert unreadable_tune_state(tmp_path) is None
