@@ -175,7 +175,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}:{shared[0]}"))
 
 
-RAY_CLUSTER_CPUS = 2
+# Each xdist worker owns one of the machine's cores (pytest_configure), so its Ray head offers one CPU: a study's
+# trials pack into one worker (`pack: auto` plans packs for the cluster's trial slots) instead of two workers per
+# study, each paying ~7 CPU-s to import torch, Ray Tune and MLflow, on a machine two test processes already fill.
+# A test that needs trials side by side (a PBT race, packs planned for two slots) asks for half a CPU a trial.
+RAY_CLUSTER_CPUS = 1
 
 
 @pytest.fixture(scope="session")

@@ -89,7 +89,7 @@ def test_version():
 
 
 def test_a_trial_that_can_never_fit_is_an_error_before_anything_is_written(tmp_path, ray_cluster):
-    """A GPU study tried on a cluster without one (the session's Ray head, 2 CPUs, no GPU): one paragraph naming
+    """A GPU study tried on a cluster without one (the session's Ray head, 1 CPU, no GPU): one paragraph naming
     the file and the key, what was asked, what there is and what to change; exit 2, no store, no study folder
     (Ray used to wait forever)."""
     import torch

@@ -104,14 +104,14 @@ STUDY = """
     sweep:
       optim.lr_g: {grid: [1.0e-3, 3.0e-3, 1.0e+6]}
     seeds: [0, 1]
-    resources: {cpu: 1}
+    resources: {cpu: 0.5}
     artifacts: {save_models: true}
     pack: PACK
 """
 
 
 def _run(workdir: Path, pack: str, cluster: tuple[str, dict]) -> tuple[subprocess.CompletedProcess, str]:
-    """`ganlab run` on the session's Ray head (2 CPUs: packs are planned for its 2 trial slots)."""
+    """`ganlab run` on the session's Ray head (1 CPU, half a CPU a trial: packs are planned for 2 trial slots)."""
     workdir.mkdir()
     (workdir / "packs.yaml").write_text(textwrap.dedent(STUDY).replace("PACK", pack))
     address, env = cluster

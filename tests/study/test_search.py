@@ -203,7 +203,7 @@ for scenario, interval in (("race", 2), ("leave", 4)):
                     hyperparam_mutations={"score": [0.0, 0.5, 10.0]}, quantile_fraction=0.5,
                     resample_probability=0.0)
     results = tune.Tuner(
-        tune.with_resources(Member, {"cpu": 1}),
+        tune.with_resources(Member, {"cpu": 0.5}),  # both members at once on the session's one CPU
         param_space={"scenario": scenario, "marks": str(marks), "score": tune.grid_search([0.0, 10.0])},
         tune_config=tune.TuneConfig(scheduler=pbt, reuse_actors=False),
         run_config=tune.RunConfig(storage_path=str(marks / "tune"), name=scenario, verbose=0),

@@ -1,4 +1,4 @@
-"""End to end through the real `ganlab run` command: a real Ray head (2 CPUs, shared by the session), real
+"""End to end through the real `ganlab run` command: a real Ray head (1 CPU, shared by the session), real
 torch training, a fresh MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
 
 import json
@@ -46,7 +46,7 @@ MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY) if s % (
 
 
 def ganlab_run(workdir: Path, study: Path, cluster: tuple[str, dict]) -> subprocess.CompletedProcess:
-    """`ganlab run` on the session's Ray head (2 CPUs, token auth), with its default progress reports."""
+    """`ganlab run` on the session's Ray head (1 CPU, token auth), with its default progress reports."""
     address, env = cluster
     proc = run_ganlab(["run", str(study), "--address", address], cwd=workdir,
                   env={k: v for k, v in env.items() if k != "GANLAB_PROGRESS_EVERY"})

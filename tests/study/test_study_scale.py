@@ -186,6 +186,24 @@ def wait_for_recorded_step(workdir: Path, proc: subprocess.Popen, step: int, tim
     raise AssertionError("Tune recorded no progress")
 
 
+def kill_between_state_copies(workdir: Path, proc: subprocess.Popen, attempts: int = 50) -> None:
+    """SIGKILL the driver at a moment its Tune state in the study folder is whole. Tune copies that state there
+    from a staging folder without an atomic rename (every second here), so a kill mid-copy leaves a file cut
+    short, which `ganlab run` refuses to resume from (the SIGINT case tests that refusal). Stopped, the driver
+    writes nothing: the files are checked while it is stopped, and it is killed only if they are whole."""
+    from ganlab.study.runner import unreadable_tune_state
+
+    for _ in range(attempts):
+        proc.send_signal(signal.SIGSTOP)
+        experiments = [p for p in search_folder(workdir).iterdir() if p.is_dir()]
+        if experiments and all(unreadable_tune_state(p) is None for p in experiments):
+            proc.send_signal(signal.SIGKILL)
+            return
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.1)
+    raise AssertionError("Tune's saved state was never whole")
+
+
 def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     import socket
 
@@ -215,10 +233,11 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
     if sig == signal.SIGINT:
         proc = start(tmp_path, ray_cluster)
         wait_for_step(tmp_path, proc, 300)
+        proc.send_signal(sig)
     else:  # killed outright once Tune's saved state holds the checkpoints at 200 (a result at 300 came after)
         proc = start(tmp_path, ray_cluster, TUNE_GLOBAL_CHECKPOINT_S="1")
         wait_for_recorded_step(tmp_path, proc, 300)
-    proc.send_signal(sig)
+        kill_between_state_copies(tmp_path, proc)
     rc = proc.wait(timeout=120)
     state = json.loads((search_folder(tmp_path) / "state.json").read_text())
     assert state["finished"] is False
@@ -232,6 +251,17 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
         refused = run(tmp_path, "run", "study.yaml", "--address", address, "--tracking-uri", other, expect=2, **auth)
         assert f"logs to {uri_of(tmp_path)}, not {other}" in refused.stderr and "--fresh" in refused.stderr
         assert refused.stderr.strip().count("\n") == 0
+        # Tune's search state cut short (a driver killed while Tune copied it): refused, naming the file, and
+        # nothing runs, where Tune itself would log an error and start the search over from a partial state
+        before = snapshot(tmp_path, "resumable")
+        cut = sorted(search_folder(tmp_path).glob("*/basic-variant-state-*.json"))[-1]
+        whole = cut.read_bytes()
+        cut.write_bytes(whole[: len(whole) // 2])
+        refused = run(tmp_path, "run", "study.yaml", "--address", address, expect=2, **auth)
+        assert f"cut short: {cut}" in refused.stderr and "--fresh" in refused.stderr, refused.stderr
+        assert refused.stderr.strip().count("\n") == 0 and "Resuming" not in refused.stdout
+        assert cut.read_bytes() == whole[: len(whole) // 2] and snapshot(tmp_path, "resumable") == before
+        cut.write_bytes(whole)
     else:  # resuming refuses a changed study file, naming the key, and runs nothing
         (tmp_path / "study.yaml").write_text(LONG.replace("lr_g: 1.0e-3", "lr_g: 2.0e-3"))
         refused = run(tmp_path, "run", "study.yaml", "--address", address, expect=2, **auth)
@@ -310,9 +340,10 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int
 
 @pytest.mark.parametrize("pack", ["1", "auto"])
 def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path, pack, ray_cluster):
-    """Alone (pack: 1) the dead worker's trial fails and no other; in packs (2 of 2 trials on 2 CPUs) the
+    """Alone (pack: 1) the dead worker's trial fails and no other; in packs (2 of 2 trials on 2 trial slots) the
     dead worker's pack fails, every lane of it with the reason, and the other pack runs to the end."""
-    proc = start(tmp_path, ray_cluster, LONG + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
+    study = LONG.replace("resources: {cpu: 1}", "resources: {cpu: 0.5}")  # two slots on the session's one CPU
+    proc = start(tmp_path, ray_cluster, study + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
     client = store_client(tmp_path, proc)
     victim = _running_trial_run(client, proc, tmp_path, 200)
     os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
