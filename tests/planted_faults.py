@@ -119,6 +119,11 @@ FAULTS = [
     Fault("study/search.py", "            custom_explore_fn=BoundedExplore(s),", "            custom_explore_fn=None,",
           "tests/study/test_search.py::test_pbt_explores_inside_each_mutations_range",
           "PBT's own copy of a perturbed value left outside its range"),
+    Fault("study/runner.py", '            newest[TUNE_TIMESTAMP.sub("", path.name)] = path',
+          '            newest.setdefault(TUNE_TIMESTAMP.sub("", path.name), path)', "tests/study/test_runner.py",
+          "resume checks the oldest session's Tune state, not the newest Tune restores from"),
+    Fault("study/runner.py", "            return path\n    return None", "            pass\n    return None",
+          "tests/study/test_runner.py", "a cut-short pickle of Tune's state passes the resume check"),
     # --- packs ----------------------------------------------------------------------------------------------------
     Fault("study/packs.py", "        size = max(1, min(study.pack_max, math.ceil(len(points) / slots)))",
           "        size = max(1, min(study.pack_max, len(points) // slots))",

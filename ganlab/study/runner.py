@@ -156,9 +156,7 @@ def unreadable_tune_state(experiment: Path) -> Path | None:
         try:
             for _ in pickletools.genops(data):
                 pass
-        except ValueError:
-            return path
-        if not data:
+        except ValueError:  # an empty file too: no STOP opcode
             return path
     return None
 
