@@ -97,7 +97,7 @@ def dirac_cases() -> list[tuple[str, str, float | None, dict]]:
     """The Dirac-GAN's known dynamics, each a whole run of the real trainer: (label, truth, period, last metrics).
     Runs of one shape (schedule, steps, batch) train as one pack, each lane as it would alone."""
     from ganlab.train.lanes import pack_shape
-    from ganlab.train.trainer import PackTrainer
+    from ganlab.train.trainer import Trainer
 
     h, fprime = 0.2, 0.5
     phi = math.acos(1 - (h * fprime) ** 2 / 2)  # altGD's rotation angle per iteration, linearised
@@ -118,13 +118,13 @@ def dirac_cases() -> list[tuple[str, str, float | None, dict]]:
         packs.setdefault(pack_shape(cfg), []).append(i)
     out: dict[int, tuple] = {}
     for members in packs.values():
-        trainer = PackTrainer([configs[i] for i in members])
+        trainer = Trainer([configs[i] for i in members])
         last = [None] * len(members)
         for report in trainer.run_pack():
             last = [lane if lane is not None else before for lane, before in zip(report.lanes, last)]
         for lane, i in enumerate(members):
             label, truth, period, _ = runs[i]
-            out[i] = (label, truth, period, {**trainer.verdicts[lane].latest, "_verdict": last[lane].verdict})
+            out[i] = (label, truth, period, {**trainer.judge.figures(lane), "_verdict": last[lane].verdict})
     return [out[i] for i in range(len(runs))]
 
 
@@ -140,7 +140,7 @@ def ring_run(seed: int = 0, batch: int = 128, steps: int = 1500, sigma: float = 
     last = None
     for last in trainer.run():
         pass
-    return {**trainer.verdict.latest, "_verdict": last.verdict}
+    return {**trainer.judge.figures(0), "_verdict": last.verdict}
 
 
 RING_CASES = (  # label, truth, ring_run arguments

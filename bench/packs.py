@@ -3,7 +3,7 @@
     .venv/bin/python bench/packs.py [--lanes 1 8 64 256 1024] [--seconds 5] [--device auto] [--threads 1]
     .venv/bin/python bench/packs.py --estimate studies/stability_map.yaml [--steps 30] [--slots N]
 
-Each pack size runs in its own process (so its peak memory is its own): a ``PackTrainer`` of L lanes of the
+Each pack size runs in its own process (so its peak memory is its own): a ``Trainer`` of L lanes of the
 ``studies/lr_ratio.yaml`` trial (ring8, MLP 3 x 128, batch 256, Adam, diagnostics logged every 10 steps as in
 a study; lanes differ in seed and lr_ratio, as in the study) trains warm-up steps, then timed steps for at
 least ``--seconds``. Printed: ms per pack step, trial-steps/s (lanes x steps / s), the speed-up over one
@@ -33,7 +33,7 @@ def measure(lanes: int, seconds: float, device: str, threads: int) -> dict:
     import torch
 
     from ganlab.config import load_study
-    from ganlab.train.trainer import PackTrainer
+    from ganlab.train.trainer import Trainer
 
     torch.set_num_threads(threads)
     trial = load_study(REPO / "studies" / "lr_ratio.yaml").trial
@@ -41,7 +41,7 @@ def measure(lanes: int, seconds: float, device: str, threads: int) -> dict:
     cfgs = [trial.model_copy(update={"seed": i, "train": train,
                                      "optim": trial.optim.model_copy(update={"lr_ratio": RATIOS[i % len(RATIOS)]})})
             for i in range(lanes)]
-    trainer = PackTrainer(cfgs, device)
+    trainer = Trainer(cfgs, device)
     dev = trainer.device
 
     def sync():
@@ -80,7 +80,7 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
     from ganlab.config import apply_overrides, load_study
     from ganlab.study.packs import plan_packs, trial_slots
     from ganlab.train.lanes import pack_shape
-    from ganlab.train.trainer import PackTrainer
+    from ganlab.train.trainer import Trainer
 
     torch.set_num_threads(threads)
     study = load_study(study_file)
@@ -94,7 +94,7 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
             continue
         t = pack[0].train
         short = t.model_copy(update={"steps": 10**9, "eval_every": 10**9})
-        trainer = PackTrainer([c.model_copy(update={"train": short}) for c in pack], device)
+        trainer = Trainer([c.model_copy(update={"train": short}) for c in pack], device)
         for _ in trainer.run_pack(stop_at=WARMUP):
             pass
         started = time.perf_counter()

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ganlab.config import TrialConfig, parse_trial
-from ganlab.train.trainer import DATA, G_SLOT, LATENT, SLOTS, Trainer
+from ganlab.train.pack import DATA, G_SLOT, LATENT, SLOTS
+from ganlab.train.trainer import Trainer
 
 TARGET = 1.10  # ganlab / plain, per step
 NEVER = 10**9  # train.steps and eval_every beyond any timed step: no evaluation, no "last step" report
@@ -57,8 +58,8 @@ class PlainLoop:
     def __init__(self, trainer: Trainer):
         """Starts from ``trainer``'s initial weights and streams (call before it trains)."""
         cfg = trainer.cfg
-        self.G, self.D = trainer.initial_models(0)
-        self.trainer, self.n, self.latent_dim = trainer, cfg.data.batch_size, trainer.latent_dim
+        self.G, self.D = trainer.model.initial_models(0)
+        self.pack, self.n, self.latent_dim = trainer.model, cfg.data.batch_size, trainer.model.latent_dim
         betas = tuple(cfg.optim.betas)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr_g, betas=betas)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr_d, betas=betas)
@@ -66,7 +67,7 @@ class PlainLoop:
         self.iteration = 0
 
     def _latents(self, address: int) -> torch.Tensor:
-        return self.trainer.streams[LATENT].normal(address, self.n, self.latent_dim)[0]
+        return self.pack.streams[LATENT].normal(address, self.n, self.latent_dim)[0]
 
     def step(self) -> tuple[torch.Tensor, torch.Tensor]:
         G, D, n = self.G, self.D, self.n
@@ -76,7 +77,7 @@ class PlainLoop:
             p.requires_grad_(True)
         with torch.no_grad():
             fake = G(self._latents(address))
-        real = self.trainer.data.draw(self.trainer.streams[DATA], 2 * address, n)[0]
+        real = self.pack.data.draw(self.pack.streams[DATA], 2 * address, n)[0]
         d_loss = F.softplus(-D(real)).mean() + F.softplus(D(fake)).mean()
         self.opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -111,9 +112,10 @@ def check_same_math(cfg: TrialConfig, steps: int, tolerance: float = 1e-4) -> fl
     plain_losses = torch.tensor([[float(d), float(g)] for d, g in (plain.step() for _ in range(steps))],
                                 dtype=torch.float64)
     run_ganlab(trainer, steps)
-    # The Trainer keeps each iteration's losses in its series window (columns: loss_d, its noise, loss_g, ...).
-    window = trainer.series_window.values()[:, 0]  # (iterations, columns) of the one lane
-    ganlab_losses = window[-steps:, [0, 2]].double()
+    # The Trainer's recorder keeps each iteration's losses in its series window (n, lanes, series, value/noise).
+    series = trainer.recorder.series_window.values()[:, 0, :, 0]  # (iterations, series) of the one lane
+    names = trainer.recorder.series_names
+    ganlab_losses = series[-steps:, [names.index("loss_d"), names.index("loss_g")]].double()
     worst = float(((ganlab_losses - plain_losses).abs() / plain_losses.abs().clamp(min=1e-6)).max())
     assert worst <= tolerance, f"losses differ by {worst:.2e} (relative):\n{ganlab_losses}\n{plain_losses}"
     return worst

@@ -8,9 +8,9 @@ nothing else of ganlab.
 from ganlab.config.base import ConfigError
 from ganlab.config.diagnostics import DiagnosticsConfig, VerdictConfig
 from ganlab.config.expressions import evaluate_expression, expression_names
+from ganlab.config.lanes import LANE_KEYS, MUTABLE_KEYS, PER_LANE_KEYS
 from ganlab.config.loading import apply_overrides, load_study, parse_trial, read_yaml, set_dotted
 from ganlab.config.study import (
-    MUTABLE_KEYS,
     ArtifactsConfig,
     AshaSchedulerConfig,
     BestWeightsConfig,
@@ -51,7 +51,8 @@ from ganlab.config.trial import (
 
 __all__ = [
     "ConfigError", "load_study", "parse_trial", "apply_overrides", "read_yaml", "set_dotted", "flatten",
-    "evaluate_expression", "expression_names", "TrialConfig", "StudyConfig", "MUTABLE_KEYS", "IMAGE_DATA",
+    "evaluate_expression", "expression_names", "TrialConfig", "StudyConfig", "MUTABLE_KEYS", "PER_LANE_KEYS", "LANE_KEYS",
+    "IMAGE_DATA",
     "DataConfig", "Ring8Config", "Grid25Config", "DiracDataConfig", "DigitsConfig", "StackedDigitsConfig",
     "NpzConfig", "ModelConfig", "MlpConfig", "DcganConfig", "DiracModelConfig", "LossConfig", "WganConfig",
     "WganGpConfig", "RegularizerConfig", "OptimConfig", "AdamConfig", "SgdConfig", "RmspropConfig",

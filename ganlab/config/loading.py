@@ -16,8 +16,8 @@ from pydantic import BaseModel, ValidationError
 from ganlab.config.base import ConfigError, ConfigFileMissing
 from ganlab.config.errors import did_you_mean, format_validation_error
 from ganlab.config.expressions import expression_names
+from ganlab.config.lanes import MUTABLE_KEYS
 from ganlab.config.study import (
-    MUTABLE_KEYS,
     AshaSchedulerConfig,
     FifoSchedulerConfig,
     PbtSchedulerConfig,

@@ -14,6 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ganlab.config.base import _Strict
 from ganlab.config.expressions import evaluate_expression
+from ganlab.config.lanes import MUTABLE_KEYS
 from ganlab.config.trial import TrialConfig
 
 
@@ -160,10 +161,6 @@ class AshaSchedulerConfig(_Strict):
     reduction_factor: float = Field(3.0, gt=1, description="keep the best 1/reduction_factor at each rung")
 
 
-MUTABLE_KEYS = (
-    "optim.lr_g", "optim.lr_ratio", "schedule.d_steps", "schedule.g_steps", "regularizer.r1", "regularizer.r2",
-    "regularizer.instance_noise", "loss.gp_weight",
-)  # hyper-parameters a running trial can change without rebuilding its models
 
 
 class PbtSchedulerConfig(_Strict):

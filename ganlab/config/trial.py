@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +51,7 @@ class DigitsConfig(_Strict):
 
     name: Literal["digits"] = "digits"
     batch_size: int = Field(64, gt=0)
+    fd_features: ClassVar[int] = 64  # the digit classifier's features: the Frechet distance's dimension
 
 
 class StackedDigitsConfig(_Strict):
@@ -57,6 +59,7 @@ class StackedDigitsConfig(_Strict):
 
     name: Literal["stacked_digits"] = "stacked_digits"
     batch_size: int = Field(64, gt=0)
+    fd_features: ClassVar[int] = 192  # three digits' features side by side
 
 
 class NpzConfig(_Strict):
@@ -131,6 +134,12 @@ class DiracModelConfig(_Strict):
     theta0: float = Field(1.0, description="initial generator position")
     psi0: float = Field(1.0, description="initial discriminator slope")
     latent_dim: int = Field(1, gt=0, description="ignored by G; kept so every model has a latent size")
+
+    @property
+    def start_distance(self) -> float:
+        """||(theta0, psi0)||: the distance to the equilibrium (0, 0) a run starts from, what the verdict's
+        diverging and settling rules compare the current distance with."""
+        return math.hypot(self.theta0, self.psi0)
 
 
 ModelConfig = Annotated[Union[MlpConfig, DcganConfig, DiracModelConfig], Field(discriminator="name")]
@@ -283,7 +292,7 @@ class TrialConfig(_Strict):
     def _model_fits_data(self) -> "TrialConfig":
         if (self.model.name == "dirac") != (self.data.name == "dirac"):
             raise ValueError("@model.name: the Dirac-GAN needs both model: {name: dirac} and data: {name: dirac}")
-        features = {"digits": 64, "stacked_digits": 192}.get(self.data.name)  # the Frechet distance's dimension
+        features = getattr(self.data, "fd_features", None)  # data scored by a Frechet distance declare its dimension
         if features and self.train.eval_samples <= features:
             raise ValueError(
                 f"@train.eval_samples: {self.data.name} is scored by a Frechet distance over {features} features, "

@@ -28,9 +28,18 @@ from ganlab.config import (
 from ganlab.data.streams import Streams
 
 
+# How generated samples are scored against a data set (``ganlab.train.evaluation``): mixtures by their modes
+# and a sliced Wasserstein distance, other point sets by the distance alone, digits by the digit classifier's
+# features and classes; None: no sample metric (the Dirac-GAN's point mass: its model reports its state).
+Quality = Literal["mixture", "points", "digits", "stacked_digits"] | None
+
+
 class Dataset(Protocol):
     shape: tuple[int, ...]  # one sample's shape
     kind: Literal["points", "images"]
+    quality: Quality
+    n_modes: int | None  # the modes (mixture components, digit classes) whose coverage is counted; None: none
+
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """float32 (n, *shape), drawn only from ``generator`` (a CPU generator)."""
@@ -58,6 +67,7 @@ class GaussianMixture:
     means: torch.Tensor  # (K, d)
     sigma: float
     kind: ClassVar[Literal["points"]] = "points"  # ClassVar: not a constructor field
+    quality: ClassVar[Quality] = "mixture"
 
     @property
     def n_modes(self) -> int:
@@ -101,6 +111,8 @@ class PointMass:
     """Real data of the Dirac-GAN: every sample is 0 on the real line, so no randomness is needed."""
 
     kind: Literal["points"] = "points"
+    quality: Quality = None
+    n_modes = None
     shape = (1,)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -117,6 +129,8 @@ class EmpiricalPoints:
     """A user's finite point set, sampled with replacement so any batch size works for any N."""
 
     kind: Literal["points"] = "points"
+    quality: Quality = "points"
+    n_modes = None
 
     def __init__(self, points: torch.Tensor):
         self.points = points.to(torch.float32)
@@ -137,9 +151,12 @@ class ImageDataset:
 
     kind: Literal["images"] = "images"
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        self.images, self.labels = images.to(torch.float32), labels
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None, quality: Quality = None):
+        """``quality``: "digits" for the 8x8 digits the digit classifier was trained on; None for a user's
+        images, which ganlab has no feature extractor for."""
+        self.images, self.labels, self.quality = images.to(torch.float32), labels, quality
         self.shape = tuple(images.shape[1:])
+        self.n_modes = None if labels is None else int(labels.max()) + 1
 
     def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         idx = torch.randint(self.images.shape[0], (n,), generator=generator)
@@ -158,7 +175,8 @@ class ImageDataset:
     def to(self, device) -> "ImageDataset":
         if self.images.device == torch.device(device):
             return self
-        return ImageDataset(self.images.to(device), None if self.labels is None else self.labels.to(device))
+        return ImageDataset(self.images.to(device), None if self.labels is None else self.labels.to(device),
+                            self.quality)
 
 
 class StackedDigits:
@@ -166,11 +184,13 @@ class StackedDigits:
     (no download, so it runs where MNIST cannot be fetched)."""
 
     kind: Literal["images"] = "images"
+    quality: Quality = "stacked_digits"
 
     def __init__(self, digits: ImageDataset):
         if digits.labels is None or digits.images.shape[1] != 1:
             raise ValueError("stacking needs labelled single-channel digits")
         self.digits = digits
+        self.n_modes = digits.n_modes ** 3  # one mode per triple of classes
         self.shape = (3,) + tuple(digits.images.shape[2:])
 
     def sample_with_labels(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,7 +221,7 @@ def load_digits() -> ImageDataset:
 
     bunch = sk_load_digits()
     images = torch.tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16 * 2 - 1
-    return ImageDataset(images, torch.tensor(bunch.target, dtype=torch.long))
+    return ImageDataset(images, torch.tensor(bunch.target, dtype=torch.long), quality="digits")
 
 
 def load_npz(path: str, key: str) -> EmpiricalPoints | ImageDataset:

@@ -7,9 +7,11 @@ products J^T u come from autograd (Hessian-vector products, as facebookresearch/
 does); small games get the full matrix, large ones ARPACK's few extreme eigenvalues. Everything uses one
 fixed batch, so the field is deterministic.
 
-The game is the trainer, read through four names only (G, D, ``discriminator_objective`` and
-``generator_objective``; ``d_loss`` for the duality gap), so these diagnostics analyse exactly the
-objectives that are optimised without knowing which loss they are.
+The game is passed in (``ganlab.train.evaluation.LaneGame``: one lane's single models with the objectives the
+pack optimises) and read through its players ``G`` and ``D`` and three functions:
+``discriminator_objective`` and ``generator_objective`` for the update field, ``value`` for the duality
+gap, so these diagnostics analyse exactly the objectives that are optimised without knowing which loss
+they are.
 """
 
 from __future__ import annotations
@@ -21,25 +23,25 @@ import torch
 FULL_MATRIX_MAX_PARAMS = 1500  # build J explicitly up to this many parameters (n HVPs), else ARPACK
 
 
-def update_field(trainer, real: torch.Tensor, z: torch.Tensor, rng_seed: int = 0) -> tuple[torch.Tensor, list]:
+def update_field(game, real: torch.Tensor, z: torch.Tensor, rng_seed: int = 0) -> tuple[torch.Tensor, list]:
     """v(omega) as one flat tensor with its graph kept, and the parameters omega = (G's, D's)."""
-    params = [p for p in trainer.G.parameters()] + [p for p in trainer.D.parameters()]
+    params = [p for p in game.G.parameters()] + [p for p in game.D.parameters()]
     for p in params:
         p.requires_grad_(True)
-    n_g = len(list(trainer.G.parameters()))
-    fake = trainer.G(z)  # not detached: D's gradient depends on theta through its inputs
-    real_in = real.clone().requires_grad_(trainer.cfg.regularizer.r1 > 0)
-    loss_d, reg, _, _ = trainer.discriminator_objective(real_in, fake, torch.Generator().manual_seed(rng_seed))
-    loss_g = trainer.generator_objective(fake)
+    n_g = len(list(game.G.parameters()))
+    fake = game.G(z)  # not detached: D's gradient depends on theta through its inputs
+    real_in = real.clone().requires_grad_(game.differentiates_real)
+    loss_d, reg = game.discriminator_objective(real_in, fake, torch.Generator().manual_seed(rng_seed))
+    loss_g = game.generator_objective(fake)
     grads_g = torch.autograd.grad(loss_g, params[:n_g], create_graph=True)
     grads_d = torch.autograd.grad(loss_d + reg, params[n_g:], create_graph=True)
     return -torch.cat([g.reshape(-1) for g in (*grads_g, *grads_d)]), params
 
 
-def jacobian_eigenvalues(trainer, real: torch.Tensor, z: torch.Tensor, k: int = 6) -> np.ndarray:
+def jacobian_eigenvalues(game, real: torch.Tensor, z: torch.Tensor, k: int = 6) -> np.ndarray:
     """Eigenvalues of J at the current parameters: all of them for small games, else the k of largest
     real part and the k of largest imaginary part (ARPACK)."""
-    v, params = update_field(trainer, real, z)
+    v, params = update_field(game, real, z)
     n = v.numel()
 
     def jt_vec(u: np.ndarray) -> np.ndarray:  # J^T u: same spectrum as J
@@ -70,7 +72,7 @@ def spectrum_metrics(eigenvalues: np.ndarray) -> dict[str, float]:
     }
 
 
-def duality_gap(trainer, real: torch.Tensor, z: torch.Tensor, steps: int, lr: float,
+def duality_gap(game, real: torch.Tensor, z: torch.Tensor, steps: int, lr: float,
                 box: float | None = None) -> float:
     """Grnarova et al. 2019: DG = max_v' M(u, v') - min_u' M(u', v) >= 0, 0 exactly at a Nash equilibrium,
     with M(u, v) = -L_D (D's objective without regularizers). Each inner problem is solved approximately by
@@ -79,7 +81,7 @@ def duality_gap(trainer, real: torch.Tensor, z: torch.Tensor, steps: int, lr: fl
     import copy
 
     def objective(G, D) -> torch.Tensor:
-        return -trainer.d_loss(D(real), D(G(z)))
+        return game.value(G, D, real, z)
 
     def best_response(player: torch.nn.Module, value, sign: float) -> float:
         opt = torch.optim.Adam(player.parameters(), lr=lr) if box is None else torch.optim.SGD(player.parameters(), lr=lr)
@@ -94,7 +96,7 @@ def duality_gap(trainer, real: torch.Tensor, z: torch.Tensor, steps: int, lr: fl
         with torch.no_grad():
             return float(value())
 
-    G, D = copy.deepcopy(trainer.G).train(), copy.deepcopy(trainer.D).train()
+    G, D = copy.deepcopy(game.G).train(), copy.deepcopy(game.D).train()
     for p in (*G.parameters(), *D.parameters()):
         p.requires_grad_(True)
     D_worst = copy.deepcopy(D)

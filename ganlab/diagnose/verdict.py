@@ -27,33 +27,14 @@ verdict when only the batch size changes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+
+import torch
 
 from ganlab.config import VerdictConfig
 
 VERDICTS = ("converged", "oscillating", "drifting", "unbalanced", "mode_collapse", "d_dominates", "g_dominates",
             "diverged")
 DEFAULT_ALPHA = 0.01  # DiagnosticsConfig.period_alpha's default
-
-
-@dataclass
-class VerdictTracker:
-    """Keeps what the rules need across the run (the first Dirac distance, the latest eval figures)."""
-
-    cfg: VerdictConfig
-    n_modes: int | None = None
-    alpha: float = DEFAULT_ALPHA
-    first_distance: float | None = None
-    latest: dict[str, float] = field(default_factory=dict)
-    verdict: str = "unbalanced"
-    reason: str = "no diagnostics yet"
-
-    def update(self, metrics: dict[str, float]) -> tuple[str, str]:
-        self.latest.update(metrics)
-        if self.first_distance is None and "eval/dirac_distance" in metrics:
-            self.first_distance = metrics["eval/dirac_distance"]
-        self.verdict, self.reason = judge(self.latest, self.cfg, self.n_modes, self.first_distance, self.alpha)
-        return self.verdict, self.reason
 
 
 def _motion(m: dict[str, float], cfg: VerdictConfig, alpha: float, floor: float | None = None) -> tuple[str | None, str]:
@@ -75,18 +56,37 @@ def _motion(m: dict[str, float], cfg: VerdictConfig, alpha: float, floor: float 
                   f"trend {trend:+.3g}")
 
 
-def blown_up(m: dict[str, float], cfg: VerdictConfig) -> str | None:
-    """Why a trial cannot recover (a non-finite or exploding loss or gradient), or None: checked at every
-    logged step, so a blown-up trial stops at once."""
+def blown_up_lanes(columns: dict[str, torch.Tensor], cfg: VerdictConfig) -> list[str | None]:
+    """Why each lane of a pack cannot recover (a non-finite or exploding loss or gradient), or None; ``columns``
+    maps a metric name to its (L,) values. Checked at every logged step on the whole report at once, so a
+    blown-up trial stops at once and a healthy pack costs no work per lane; only a flagged lane's reason is
+    formatted. The first rule that holds gives the reason."""
+    lanes = len(next(iter(columns.values()))) if columns else 0
+    why: list[str | None] = [None] * lanes
+    open_ = torch.ones(lanes, dtype=torch.bool)
+
+    def flag(mask: torch.Tensor, reason) -> None:
+        for lane in (mask & open_).nonzero().flatten().tolist():
+            why[lane] = reason(lane)
+            open_[lane] = False
+
     for key in ("loss/d", "loss/g"):
-        if key in m and not math.isfinite(m[key]):
-            return f"{key} is {m[key]}"
-        if key in m and abs(m[key]) > cfg.explode_loss:
-            return f"|{key}| = {abs(m[key]):.3g} > explode_loss {cfg.explode_loss:g}"
+        if key in columns:
+            v = columns[key].double().cpu()
+            flag(~torch.isfinite(v), lambda i: f"{key} is {v[i].item()}")
+            flag(v.abs() > cfg.explode_loss,
+                 lambda i: f"|{key}| = {abs(v[i].item()):.3g} > explode_loss {cfg.explode_loss:g}")
     for key in ("grad/d", "grad/g"):
-        if key in m and not (m[key] <= cfg.explode_grad):  # NaN fails this too
-            return f"{key} = {m[key]:.3g} > explode_grad {cfg.explode_grad:g}"
-    return None
+        if key in columns:
+            v = columns[key].double().cpu()
+            flag(~(v <= cfg.explode_grad),  # NaN fails this too
+                 lambda i: f"{key} = {v[i].item():.3g} > explode_grad {cfg.explode_grad:g}")
+    return why
+
+
+def blown_up(m: dict[str, float], cfg: VerdictConfig) -> str | None:
+    """``blown_up_lanes`` for one trial's figures."""
+    return blown_up_lanes({k: torch.tensor([float(v)]) for k, v in m.items()}, cfg)[0]
 
 
 def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,

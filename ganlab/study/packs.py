@@ -1,7 +1,7 @@
 """Which trials of a study train together: packs of same-shape trials, sized to fill the cluster.
 
 A pack is one Tune trial that trains several study trials (its *lanes*) as one vectorised model
-(``ganlab.train.PackTrainer``). Only trials of one shape can share a pack (same architecture, data, loss,
+(``ganlab.train.Trainer``). Only trials of one shape can share a pack (same architecture, data, loss,
 schedule; ``ganlab.train.lanes.pack_shape``); each keeps its seed, its hyper-parameters, its own MLflow run
 and verdict. Under ``pack: auto`` a study of N trials on S trial slots gets packs of about N / S lanes (at
 most ``pack_max``), so every slot works and no worker idles while another trains many packs in turn.

@@ -4,7 +4,7 @@ The trainable is a class (``GanTrainable``): one ``step()`` trains to the next e
 (each report costs milliseconds in the driver), Tune can checkpoint it whenever a scheduler needs (PBT),
 and with ``reuse_actors`` a worker process, its torch import and its CUDA context serve trial after trial
 instead of being paid per trial. A pack (``config["pack"]``, planned by ``ganlab.study.packs``) trains its
-study trials as the lanes of one ``PackTrainer`` step; each study trial still sends its diagnostics to its own
+study trials as the lanes of one ``Trainer`` step; each study trial still sends its diagnostics to its own
 MLflow child run (``TrialRun``), which it finds again after a restart (resume, worker crash, PBT), so no trial
 ever gets two runs, and a lane that diverges ends alone while its pack goes on.
 """
@@ -29,7 +29,7 @@ from ray import tune
 from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, apply_overrides
 from ganlab.study.trial_run import TrialRun
 from ganlab.track.store import TAG_PACK, StudyRun
-from ganlab.train.trainer import PackTrainer, resolve_device
+from ganlab.train.trainer import Trainer, resolve_device
 
 ENDED_KEYS = ("acc/real", "acc/fake", "acc_sign/real", "acc_sign/fake", "eval/modes", "eval/dirac_distance")
 CHECKPOINT_FILE = "trainer.pt"
@@ -115,7 +115,7 @@ class GanTrainable(tune.Trainable):
         # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
         self.device = "cpu" if resources.gpu == 0 else str(resolve_device(cfgs[0].device))
         started = time.perf_counter()
-        self.trainer = PackTrainer(cfgs, self.device)
+        self.trainer = Trainer(cfgs, self.device)
         self.compute_s = time.perf_counter() - started  # the pack's own work: building and training, no I/O
         self.io_s = 0.0  # MLflow calls and checkpoint writes
         self.last_checkpoint = self.last_flush = time.perf_counter()
@@ -154,7 +154,7 @@ class GanTrainable(tune.Trainable):
             record_started = time.perf_counter()
             for run, lane in zip(self.runs, report.lanes):
                 if lane is not None:
-                    run.record(lane, to_mlflow or lane.evaluated)
+                    run.record(lane, to_mlflow or lane.evaluated or lane.stopped)
             record += time.perf_counter() - record_started
         elapsed = time.perf_counter() - started - record
         self.compute_s += elapsed

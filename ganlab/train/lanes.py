@@ -2,27 +2,19 @@
 
 A pack trains trials of one *shape* as one vectorised model: the same data, architecture, loss, schedule,
 batch size, steps and cadences, diagnostics and verdict settings. Inside a pack each trial (lane) has its own
-seed, starting point (the Dirac-GAN's theta0, psi0) and continuous hyper-parameters, held as (L,) tensors
-the step broadcasts: learning rates, betas, momentum, alpha, G's EMA decay, R1/R2 strengths, instance noise
-and its annealing, the GP weight and center, the WGAN clip.
+values of the per-lane keys (``ganlab.config.lanes``: its seed, starting point and continuous
+hyper-parameters), which the step broadcasts as (L,) tensors.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
-from ganlab.config import TrialConfig
-
-PER_LANE_KEYS = (
-    "seed", "model.theta0", "model.psi0",
-    "optim.lr_g", "optim.lr_ratio", "optim.betas", "optim.betas_d", "optim.momentum", "optim.alpha", "optim.g_ema",
-    "regularizer.r1", "regularizer.r2", "regularizer.instance_noise", "regularizer.instance_noise_anneal",
-    "loss.gp_weight", "loss.gp_center", "loss.clip",
-)
+from ganlab.config import PER_LANE_KEYS, AdamConfig, RmspropConfig, SgdConfig, TrialConfig, WganConfig, WganGpConfig
 
 
 def pack_shape(cfg: TrialConfig) -> str:
@@ -41,12 +33,37 @@ def check_packable(cfgs: list[TrialConfig]) -> None:
                 raise ValueError(f"trials of different shapes cannot share a pack (they differ in {', '.join(diff)})")
 
 
+# Each optimiser's own hyper-parameters, by type: a lane whose optimiser has no such value holds the
+# neutral one (the pack shares its optimiser kind, so the value is never read there).
+def _betas(c: TrialConfig, player: str) -> tuple[float, float]:
+    if not isinstance(c.optim, AdamConfig):
+        return (0.0, 0.0)
+    return tuple(c.optim.betas_d or c.optim.betas) if player == "d" else tuple(c.optim.betas)
+
+
+def _momentum(c: TrialConfig) -> float:
+    return c.optim.momentum if isinstance(c.optim, (SgdConfig, RmspropConfig)) else 0.0
+
+
+def _alpha(c: TrialConfig) -> float:
+    return c.optim.alpha if isinstance(c.optim, RmspropConfig) else 0.0
+
+
+def _gp(c: TrialConfig, name: str) -> float:
+    return getattr(c.loss, name) if isinstance(c.loss, WganGpConfig) else 0.0
+
+
+def _clip(c: TrialConfig) -> float:
+    return c.loss.clip if isinstance(c.loss, WganConfig) else 0.0
+
+
 @dataclass
 class Hyper:
-    """Every lane's continuous hyper-parameters as (L,) tensors on the pack's device."""
+    """Every lane's continuous hyper-parameters as (L,) tensors on the pack's device: the per-lane keys of
+    ``ganlab.config.lanes`` but the seed and starting point, which only the initial weights read."""
 
     lr_g: torch.Tensor
-    lr_d: torch.Tensor
+    lr_d: torch.Tensor  # lr_g * lr_ratio
     betas_g: torch.Tensor  # (L, 2); zeros for optimisers without betas
     betas_d: torch.Tensor
     momentum: torch.Tensor
@@ -60,23 +77,20 @@ class Hyper:
     gp_center: torch.Tensor
     clip: torch.Tensor
 
+    # field -> (how a lane's config gives it, dtype)
+    READERS = {
+        "lr_g": (lambda c: c.optim.lr_g, torch.float32), "lr_d": (lambda c: c.optim.lr_d, torch.float32),
+        "betas_g": (lambda c: _betas(c, "g"), torch.float32), "betas_d": (lambda c: _betas(c, "d"), torch.float32),
+        "momentum": (_momentum, torch.float32), "alpha": (_alpha, torch.float32),
+        "g_ema": (lambda c: c.optim.g_ema, torch.float32),
+        "r1": (lambda c: c.regularizer.r1, torch.float32), "r2": (lambda c: c.regularizer.r2, torch.float32),
+        "noise": (lambda c: c.regularizer.instance_noise, torch.float32),
+        "noise_anneal": (lambda c: c.regularizer.instance_noise_anneal, torch.long),
+        "gp_weight": (lambda c: _gp(c, "gp_weight"), torch.float32),
+        "gp_center": (lambda c: _gp(c, "gp_center"), torch.float32), "clip": (_clip, torch.float32),
+    }
+
     @classmethod
     def of(cls, cfgs: list[TrialConfig], device: torch.device) -> "Hyper":
-        def col(get, dtype=torch.float32) -> torch.Tensor:
-            return torch.tensor([get(c) for c in cfgs], dtype=dtype, device=device)
-
-        def betas(c: TrialConfig, player: str) -> list[float]:
-            own = getattr(c.optim, "betas_d", None) if player == "d" else None
-            return list(own or getattr(c.optim, "betas", (0.0, 0.0)))
-
-        return cls(
-            lr_g=col(lambda c: c.optim.lr_g), lr_d=col(lambda c: c.optim.lr_d),
-            betas_g=col(lambda c: betas(c, "g")), betas_d=col(lambda c: betas(c, "d")),
-            momentum=col(lambda c: getattr(c.optim, "momentum", 0.0)), alpha=col(lambda c: getattr(c.optim, "alpha", 0.0)),
-            g_ema=col(lambda c: c.optim.g_ema), r1=col(lambda c: c.regularizer.r1), r2=col(lambda c: c.regularizer.r2),
-            noise=col(lambda c: c.regularizer.instance_noise),
-            noise_anneal=col(lambda c: c.regularizer.instance_noise_anneal, torch.long),
-            gp_weight=col(lambda c: getattr(c.loss, "gp_weight", 0.0)),
-            gp_center=col(lambda c: getattr(c.loss, "gp_center", 0.0)),
-            clip=col(lambda c: getattr(c.loss, "clip", 0.0)),
-        )
+        return cls(**{f.name: torch.tensor([cls.READERS[f.name][0](c) for c in cfgs], dtype=cls.READERS[f.name][1],
+                                           device=device) for f in fields(cls)})

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ganlab.config import DcganConfig, DiracModelConfig, MlpConfig
+from ganlab.train.packed import PackedLinear, PackedNet, has_spectral_norm, stack_states
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -148,6 +149,65 @@ class DiracDiscriminator(Discriminator):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(x.shape[0], -1)  # D is one linear map: its input is all it has
+
+
+class PackedDiracGenerator(nn.Module):
+    """L point masses theta (L,): maps latents (L, B, latent) to (L, B, 1)."""
+
+    def __init__(self, singles: list[DiracGenerator]):
+        super().__init__()
+        self.lanes, self.latent_dim, self.data_shape = len(singles), singles[0].latent_dim, (1,)
+        self.theta = nn.Parameter(torch.empty(self.lanes))
+        self.load_state_dict(stack_states(singles))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.theta.reshape(self.lanes, 1, 1).expand(self.lanes, z.shape[1], 1)
+
+    def state_metrics(self, D: "PackedDiracDiscriminator") -> dict[str, torch.Tensor]:
+        """The point the closed forms of Mescheder et al. (2018) describe, per lane: (theta, psi) and its
+        distance to the equilibrium (0, 0)."""
+        theta, psi = self.theta.detach().double(), D.psi()
+        return {"eval/dirac_theta": theta, "eval/dirac_psi": psi, "eval/dirac_distance": (theta**2 + psi**2).sqrt()}
+
+
+class PackedDiracDiscriminator(nn.Module):
+    """L slopes psi: D(x) = psi * x on (L, B, 1), through a packed bias-free linear layer (so spectral norm and
+    clipping act as on any D)."""
+
+    def __init__(self, singles: list[DiracDiscriminator]):
+        super().__init__()
+        self.lanes = len(singles)
+        self.linear = PackedLinear(self.lanes, singles[0].linear, has_spectral_norm(singles[0].linear))
+        self.load_state_dict(stack_states(singles))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(self.lanes, x.shape[1]) * self.linear.current_weight().reshape(self.lanes, 1)
+
+    @torch.no_grad()
+    def psi(self) -> torch.Tensor:
+        """Each lane's slope as D applies it in evaluation (after spectral norm, if any, without advancing its
+        power iteration), (L,) in float64."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self.linear.current_weight().detach().reshape(-1).double()
+        finally:
+            self.train(was_training)
+
+
+def dirac_state(G: PackedDiracGenerator, D: PackedDiracDiscriminator) -> torch.Tensor:
+    """(theta, psi) of every lane, (L, 2) in float64, psi as D applies it in training mode (the tests follow
+    the closed-form dynamics step by step)."""
+    return torch.stack([G.theta.detach(), D.linear.current_weight().detach().reshape(-1)], 1).double()
+
+
+def pack_models(singles: list[nn.Module]) -> nn.Module:
+    """The lanes' single models (all of one architecture) as one packed module."""
+    if isinstance(singles[0], DiracGenerator):
+        return PackedDiracGenerator(singles)
+    if isinstance(singles[0], DiracDiscriminator):
+        return PackedDiracDiscriminator(singles)
+    return PackedNet(singles)
 
 
 # --- assembly --------------------------------------------------------------------------------------------

@@ -148,16 +148,16 @@ class PackedLayerNorm(nn.Module):
         return F.layer_norm(x, self.shape, None, None, self.eps) * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
 
 
-def _spectral(module: nn.Module) -> bool:
+def has_spectral_norm(module: nn.Module) -> bool:
     return hasattr(module, "parametrizations") and "weight" in module.parametrizations
 
 
 def pack_layer(lanes: int, single: nn.Module, maps: bool) -> nn.Module:
     """The packed twin of one layer of a single model (activations and reshapes are shared as they are)."""
     if isinstance(single, nn.Linear):
-        return PackedLinear(lanes, single, _spectral(single))
+        return PackedLinear(lanes, single, has_spectral_norm(single))
     if isinstance(single, (nn.Conv2d, nn.ConvTranspose2d)):
-        return PackedConv(lanes, single, _spectral(single))
+        return PackedConv(lanes, single, has_spectral_norm(single))
     if isinstance(single, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return PackedBatchNorm(lanes, single, maps)
     if isinstance(single, nn.LayerNorm):
@@ -169,36 +169,32 @@ def pack_layer(lanes: int, single: nn.Module, maps: bool) -> nn.Module:
 
 class PackedNet(nn.Module):
     """A pack of generators or discriminators (the single models' ``net`` of linear, convolutional, norm,
-    activation and (un)flatten layers; or the Dirac-GAN's point mass and slope). Inputs and outputs carry the
-    lane dimension first: G maps (L, B, latent) to (L, B, *data_shape); D maps (L, B, *data_shape) to (L, B)."""
+    activation and (un)flatten layers; the Dirac-GAN's point mass and slope pack in ``models``). Inputs and
+    outputs carry the lane dimension first: G maps (L, B, latent) to (L, B, *data_shape); D maps (L, B,
+    *data_shape) to (L, B)."""
 
     def __init__(self, singles: list[nn.Module]):
         super().__init__()
         template, lanes = singles[0], len(singles)
-        self.lanes, self.kind = lanes, type(template).__name__
+        self.lanes = lanes
         self.data_shape = getattr(template, "data_shape", None)
         self.latent_dim = getattr(template, "latent_dim", None)
         self.flatten_input = getattr(template, "flatten", False)
-        if self.kind == "DiracGenerator":
-            self.theta = nn.Parameter(torch.empty(lanes))
-        elif self.kind == "DiracDiscriminator":
-            self.linear = PackedLinear(lanes, template.linear, _spectral(template.linear))
-        else:
-            layers, maps = [], False
-            for layer in template.net:
-                maps = maps or isinstance(layer, (nn.Unflatten, nn.Conv2d, nn.ConvTranspose2d))
-                if isinstance(layer, nn.Flatten):
-                    maps = False
-                layers.append(pack_layer(lanes, layer, maps))
-            self.net = nn.Sequential(*layers)
+        layers, maps = [], False
+        for layer in template.net:
+            maps = maps or isinstance(layer, (nn.Unflatten, nn.Conv2d, nn.ConvTranspose2d))
+            if isinstance(layer, nn.Flatten):
+                maps = False
+            layers.append(pack_layer(lanes, layer, maps))
+        self.net = nn.Sequential(*layers)
         self.load_state_dict(stack_states(singles))
+
+    def state_metrics(self, D: nn.Module) -> dict[str, torch.Tensor]:
+        """Figures of the players' state itself; a network has none (the Dirac-GAN's point mass has its own)."""
+        return {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lanes, batch = x.shape[0], x.shape[1]
-        if self.kind == "DiracGenerator":
-            return self.theta.reshape(lanes, 1, 1).expand(lanes, batch, 1)
-        if self.kind == "DiracDiscriminator":
-            return x.reshape(lanes, batch) * self.linear.current_weight().reshape(lanes, 1)
         if self.flatten_input:
             x = x.reshape(lanes, batch, -1)
         elif x.dim() == 5:  # images into the lane-major channel layout of grouped convolutions

@@ -8,6 +8,7 @@ import torch
 from ganlab.config import parse_trial
 from ganlab.diagnose.equilibrium import jacobian_eigenvalues, spectrum_metrics
 from ganlab.train.trainer import Trainer
+from ganlab.train.models import dirac_state
 
 
 def dirac_at_equilibrium(loss="minimax", r1=0.0) -> Trainer:
@@ -78,10 +79,10 @@ def test_duality_gap_matches_the_dirac_closed_form(theta, psi, expected):
 
     t = Trainer(parse_trial({"data": {"name": "dirac"}, "model": {"name": "dirac", "theta0": theta, "psi0": psi},
                              "loss": {"name": "minimax"}, "device": "cpu"}))
-    before = tuple(t.dirac_state()[0].tolist())
+    before = tuple(dirac_state(t.model.G, t.model.D)[0].tolist())
     got = duality_gap(t.game(), torch.zeros(8, 1), torch.zeros(8, 1), steps=200, lr=0.5, box=1.0)
     assert got == pytest.approx(expected, abs=1e-4)
-    assert tuple(t.dirac_state()[0].tolist()) == before  # the players themselves are untouched
+    assert tuple(dirac_state(t.model.G, t.model.D)[0].tolist()) == before  # the players themselves are untouched
 
 
 def test_duality_gap_zero_at_equilibrium_and_falls_along_an_r1_trajectory():

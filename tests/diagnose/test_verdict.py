@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ganlab.config import VerdictConfig, parse_trial
-from ganlab.train.trainer import PackTrainer, Trainer
+from ganlab.train.trainer import Trainer
 from ganlab.diagnose.verdict import VERDICTS, judge
 
 CFG = VerdictConfig()
@@ -110,7 +110,7 @@ def _verdicts(*extras: dict, seeds=range(4)) -> list[list[str]]:
                          "regularizer": extra.get("regularizer", {}),
                          "train": {"steps": 1500, "eval_every": 500, "log_every": 10}})
             for extra in extras for seed in seeds]
-    last = list(PackTrainer(cfgs).run_pack())[-1].lanes
+    last = list(Trainer(cfgs).run_pack())[-1].lanes
     verdicts = [lane.verdict for lane in last]
     return [verdicts[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(extras))]
 

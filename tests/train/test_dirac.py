@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from ganlab.config import TrialConfig, parse_trial
-from ganlab.train.trainer import PackTrainer, Trainer
+from ganlab.train.trainer import Trainer
+from ganlab.train.models import dirac_state
 
 
 def dirac_config(loss="minimax", h=0.2, mode="simultaneous", order="g_first", d_steps=1, g_steps=1, r1=0.0,
@@ -33,19 +34,19 @@ def dirac(**kwargs) -> Trainer:
     return Trainer(dirac_config(**kwargs))
 
 
-def dirac_pack(lanes: list[dict], **shared) -> PackTrainer:
+def dirac_pack(lanes: list[dict], **shared) -> Trainer:
     """Several Dirac-GANs (learning rates, ratios, R1 weights per lane) trained as one pack: each lane must
     follow its own closed form, as it would alone."""
-    return PackTrainer([dirac_config(**shared, **lane) for lane in lanes])
+    return Trainer([dirac_config(**shared, **lane) for lane in lanes])
 
 
-def trajectories(t: PackTrainer, iterations: int) -> np.ndarray:
+def trajectories(t: Trainer, iterations: int) -> np.ndarray:
     """Every lane's (theta, psi) before the first and after every iteration: (iterations + 1, lanes, 2), float64."""
-    out = np.empty((iterations + 1, t.lanes, 2))
-    out[0] = t.dirac_state().numpy()
+    out = np.empty((iterations + 1, t.n_lanes, 2))
+    out[0] = dirac_state(t.model.G, t.model.D).numpy()
     for k in range(1, iterations + 1):
         t.train_step()
-        out[k] = t.dirac_state().numpy()
+        out[k] = dirac_state(t.model.G, t.model.D).numpy()
     return out
 
 

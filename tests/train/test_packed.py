@@ -41,7 +41,7 @@ import pytest
 
 from ganlab.config import apply_overrides, parse_trial
 from ganlab.train.lanes import check_packable, pack_shape
-from ganlab.train.trainer import PackTrainer, Trainer
+from ganlab.train.trainer import Trainer
 
 ITERATIONS = 60
 TOLERANCE = 1e-4  # relative (and absolute, near 0) deviation of any lane metric from its solo run
@@ -121,7 +121,7 @@ def test_every_lane_logs_what_its_trial_logs_alone(case):
     cfgs = trials(*CASES[case])
     check_packable(cfgs)
     assert len({pack_shape(c) for c in cfgs}) == 1
-    packed = [[lane for lane in report.lanes] for report in PackTrainer(cfgs).run_pack()]
+    packed = [[lane for lane in report.lanes] for report in Trainer(cfgs).run_pack()]
     for lane, cfg in enumerate(cfgs):
         alone = list(Trainer(cfg).run())
         mine = [step[lane] for step in packed]
@@ -141,8 +141,8 @@ def test_lanes_do_not_depend_on_their_neighbours():
     # The same trial in two different packs (other seeds, other learning rates beside it) logs the same numbers:
     # nothing a lane draws or computes depends on which trials share its pack.
     a, b, c = trials({}, [{}, {}, {}])
-    first = [r.lanes[0].metrics for r in PackTrainer([a, b]).run_pack()]
-    second = [r.lanes[1].metrics for r in PackTrainer([c, a]).run_pack()]
+    first = [r.lanes[0].metrics for r in Trainer([a, b]).run_pack()]
+    second = [r.lanes[1].metrics for r in Trainer([c, a]).run_pack()]
     for x, y in zip(first, second):
         assert max(deviation(x[k], y[k]) / allowed(k, a.data.batch_size) for k in x) <= 1
 
@@ -151,4 +151,4 @@ def test_trials_of_different_shapes_are_refused_with_the_keys_that_differ():
     a = parse_trial(BASE)
     b = apply_overrides(BASE, {"schedule.d_steps": 2, "model.width": 32})
     with pytest.raises(ValueError, match=r"model\.width, schedule\.d_steps"):
-        PackTrainer([a, b])
+        Trainer([a, b])

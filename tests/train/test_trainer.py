@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from ganlab.config import TrialConfig, apply_overrides
-from ganlab.train.trainer import PackTrainer, Trainer
+from ganlab.train.trainer import Trainer
 
 SMALL = {
     "data": {"name": "ring8", "batch_size": 64},
@@ -72,10 +72,11 @@ def test_lr_ratio_sets_discriminator_lr():
 
 def test_generator_step_leaves_discriminator_untouched():
     t = Trainer(TrialConfig.model_validate(SMALL))
-    before = [p.detach().clone() for p in t.D.parameters()]
-    t.generator_step()
-    assert all(torch.equal(a, b) for a, b in zip(before, t.D.parameters()))
-    assert not t.d_player.grad.any()  # D's gradients were never computed
+    before = [p.detach().clone() for p in t.model.D.parameters()]
+    t.generator_grads()
+    t.generator_update()
+    assert all(torch.equal(a, b) for a, b in zip(before, t.model.D.parameters()))
+    assert not t.model.d_player.grad.any()  # D's gradients were never computed
 
 
 def test_global_rng_state_untouched():
@@ -92,7 +93,7 @@ def test_training_learns_something_on_the_ring():
     # one pack: the high-quality fraction is ~0 untrained and averages ~0.17 over 20 seeds after training.
     cfgs = [apply_overrides(SMALL, {"train.steps": 600, "train.eval_every": 600, "data.sigma": 0.05, "seed": s})
             for s in range(8)]
-    trainer = PackTrainer(cfgs)
+    trainer = Trainer(cfgs)
     untrained = trainer.evaluate()["eval/hq_fraction"]
     final = [lane.metrics for lane in list(trainer.run_pack())[-1].lanes]
     hq = [m["eval/hq_fraction"] for m in final]
@@ -118,14 +119,14 @@ def test_simultaneous_takes_both_gradients_at_the_same_point():
     ref = Trainer(cfg)  # same seed: same weights and streams
     ref.discriminator_grads()
     ref.generator_grads()  # both gradients at the initial point, nothing stepped yet
-    g_grads = [p.grad.clone() for p in ref.G.parameters()]
-    d_grads = [p.grad.clone() for p in ref.D.parameters()]
-    g0 = [p.detach().clone() for p in sim.G.parameters()]
-    d0 = [p.detach().clone() for p in sim.D.parameters()]
+    g_grads = [p.grad.clone() for p in ref.model.G.parameters()]
+    d_grads = [p.grad.clone() for p in ref.model.D.parameters()]
+    g0 = [p.detach().clone() for p in sim.model.G.parameters()]
+    d0 = [p.detach().clone() for p in sim.model.D.parameters()]
     sim.train_step()
-    for p, p0, g in zip(sim.G.parameters(), g0, g_grads):
+    for p, p0, g in zip(sim.model.G.parameters(), g0, g_grads):
         assert torch.allclose(p, p0 - 0.1 * g, atol=1e-7)
-    for p, p0, g in zip(sim.D.parameters(), d0, d_grads):
+    for p, p0, g in zip(sim.model.D.parameters(), d0, d_grads):
         assert torch.allclose(p, p0 - 0.1 * g, atol=1e-7)
 
 
@@ -134,20 +135,20 @@ def test_simultaneous_takes_both_gradients_at_the_same_point():
 )
 def test_optimizers(optim):
     t = Trainer(apply_overrides(SMALL, {"optim": {**optim, "lr_g": 1e-3, "lr_ratio": 2}}))
-    assert t.opt_g.kind == t.opt_d.kind == optim["name"]
+    assert t.model.opt_g.kind == t.model.opt_d.kind == optim["name"]
     assert t.learning_rates() == pytest.approx((1e-3, 2e-3))
     if "betas_d" in optim:
-        assert t.opt_d.betas[0].tolist() == [0.0, pytest.approx(0.9)]
-        assert t.opt_g.betas[0].tolist() == [0.5, pytest.approx(0.999)]
+        assert t.model.opt_d.betas[0].tolist() == [0.0, pytest.approx(0.9)]
+        assert t.model.opt_g.betas[0].tolist() == [0.5, pytest.approx(0.999)]
 
 
 def test_g_ema_tracks_generator():
     t = Trainer(apply_overrides(SMALL, {"optim.g_ema": 0.5}))
-    before = [p.detach().clone() for p in t.G_ema.parameters()]
+    before = [p.detach().clone() for p in t.model.G_ema.parameters()]
     t.train_step()
-    for e, b, p in zip(t.G_ema.parameters(), before, t.G.parameters()):
+    for e, b, p in zip(t.model.G_ema.parameters(), before, t.model.G.parameters()):
         assert torch.allclose(e, 0.5 * b + 0.5 * p.detach())
-    assert t.evaluator.eval_generator is t.G_ema
+    assert t.model.eval_generator is t.model.G_ema
 
 
 FULL_STATE = {
