@@ -47,8 +47,9 @@ def test_a_lane_that_blows_up_stops_there_and_keeps_its_last_figures():
     assert stopped.tolist() == [False, True, False]
     assert j.active.tolist() == [True, False, True] and j.stopped == [None, 10, None]
     assert j.verdicts[1] == "diverged" and j.reasons[1] == "loss/d is inf"
-    names, later = table([SETTLED, {**SETTLED, "loss/d": 0.5}, SETTLED])
+    names, later = table([SETTLED, {**SETTLED, "loss/d": math.nan}, SETTLED])  # a frozen lane stays blown up
     assert j(20, names, later, evaluated=True).tolist() == [False, False, False]  # it stopped once, at 10
+    assert j.stopped == [None, 10, None]
     assert j.figures(1)["loss/d"] == math.inf  # a stopped lane's figures are frozen
     assert j.verdicts[1] == "diverged"
 

@@ -53,14 +53,18 @@ def test_a_d_at_one_half_everywhere_has_the_bce_equilibrium_loss():
     assert obj.on_real.shape == obj.on_fake.shape == (3, 8)
 
 
-def test_r1_on_the_dirac_discriminator_is_its_closed_form():
-    """D(x) = psi x: R1 = gamma/2 * psi^2 per lane (Mescheder et al. 2018), with each lane's own gamma."""
+def test_r1_and_r2_on_the_dirac_discriminator_are_their_closed_forms():
+    """D(x) = psi x: R1 = gamma/2 * psi^2 per lane (Mescheder et al. 2018), R2 likewise on the generated
+    samples, each lane with its own strengths."""
     psi = torch.tensor([0.5, -2.0])
     D = lambda x: x.reshape(2, -1) * psi.reshape(2, 1)  # noqa: E731
     real = torch.zeros(2, 4, 1, requires_grad=True)
-    gamma = torch.tensor([1.0, 0.3])
-    obj = discriminator_objective(D, "minimax", real, torch.ones(2, 4, 1), Penalties(r1=gamma), None)
-    assert obj.reg.tolist() == pytest.approx((gamma / 2 * psi**2).tolist())
+    fake = torch.ones(2, 4, 1, requires_grad=True)
+    g1, g2 = torch.tensor([1.0, 0.3]), torch.tensor([0.2, 4.0])
+    obj = discriminator_objective(D, "minimax", real, fake, Penalties(r1=g1), None)
+    assert obj.reg.tolist() == pytest.approx((g1 / 2 * psi**2).tolist())
+    obj = discriminator_objective(D, "minimax", real, fake, Penalties(r1=g1, r2=g2), None)
+    assert obj.reg.tolist() == pytest.approx(((g1 + g2) / 2 * psi**2).tolist())
 
 
 def test_the_games_value_is_minus_ds_unregularized_loss():

@@ -37,8 +37,20 @@ def test_every_step_of_an_iteration_draws_from_its_own_address():
     assert len(set(addresses)) == len(addresses)
 
 
+def step(pack: PackModel, active: torch.Tensor) -> None:
+    obj = pack.d_objective(0, 0)
+    pack.d_player.zero_grad()
+    (obj.loss + obj.reg).sum().backward()
+    pack.update_d(active)
+    terms = pack.generator_terms(0, 0)
+    pack.g_player.zero_grad()
+    terms.mean(-1).sum().backward()
+    pack.update_g(active)
+
+
 def test_an_inactive_lane_keeps_its_weights_and_ema():
     pack = pack_of(0, 1)
+    step(pack, torch.tensor([True, True]))  # the EMA now differs from G
     obj = pack.d_objective(0, 0)
     pack.d_player.zero_grad()
     (obj.loss + obj.reg).sum().backward()
