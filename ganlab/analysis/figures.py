@@ -19,6 +19,7 @@ from matplotlib.lines import Line2D
 from ganlab.analysis.frames import WINDOW, reading_client
 from ganlab.analysis.tables import VERDICT_ORDER, verdicts_of
 from ganlab.config.study import short_names
+from ganlab.diagnose import metrics as M
 
 VERDICT_COLOURS = {
     "converged": "#2ca02c", "oscillating": "#ff7f0e", "drifting": "#bcbd22", "unbalanced": "#17becf",
@@ -53,7 +54,7 @@ def _groups(df: pd.DataFrame, by: list[str]):
 
 def _acc_prefix(columns) -> str:
     """Critics (wgan, hinge) log sign accuracy instead of a probability's."""
-    return "acc" if "acc/real" in set(columns) else "acc_sign"
+    return M.acc_prefix(columns)
 
 
 def _positions(values: pd.Series) -> tuple[np.ndarray, list, bool]:
@@ -187,7 +188,7 @@ def accuracy_curves(df: pd.DataFrame, history: pd.DataFrame, by: list[str], max_
         ax.set_visible(False)
     for ax, (key, group) in zip(axes.flat, shown):
         for which, colour in (("real", "#1f77b4"), ("fake", "#d62728")):
-            curves = history[(history["metric"] == f"{prefix}/{which}") & history["run_id"].isin(group["run_id"])]
+            curves = history[(history["metric"] == M.acc_name(prefix, which)) & history["run_id"].isin(group["run_id"])]
             wide = curves.pivot_table(index="step", columns="run_id", values="value")
             for run in wide.columns:
                 ax.plot(wide.index, wide[run], color=colour, alpha=0.25, lw=0.7)
@@ -208,7 +209,7 @@ def accuracy_curves(df: pd.DataFrame, history: pd.DataFrame, by: list[str], max_
     return fig
 
 
-OSCILLATION = (("osc/loss_d_ptp", "D-loss amplitude (peak to peak)"), ("osc/loss_d_period", "D-loss period (iterations)"))
+OSCILLATION = ((M.OSC_LOSS_D_PTP, "D-loss amplitude (peak to peak)"), (M.OSC_LOSS_D_PERIOD, "D-loss period (iterations)"))
 
 
 def oscillation(df: pd.DataFrame, x: str, hue: str | None = None):
@@ -251,7 +252,7 @@ def oscillation(df: pd.DataFrame, x: str, hue: str | None = None):
 def parallel_coordinates(df: pd.DataFrame, params: list[str], metrics: list[str] | None = None):
     """Each trial a line through its swept parameters and final stability figures, coloured by verdict."""
     prefix = _acc_prefix(df.columns)
-    metrics = metrics or [m for m in (f"{prefix}/real", f"{prefix}/fake", "eq/acc_gap", "osc/loss_d_ptp")
+    metrics = metrics or [m for m in (M.acc_name(prefix, "real"), M.acc_name(prefix, "fake"), M.EQ_ACC_GAP, M.OSC_LOSS_D_PTP)
                           if m in df.columns]
     axes_keys = params + ["seed"] + metrics
     names = short_names(axes_keys)
@@ -348,11 +349,11 @@ def at_a_glance(df: pd.DataFrame, by: list[str]) -> list[str]:
         top = counts.index[0]
         outcome.setdefault(top, []).append(f"{group_label(by, key)} ({counts.iloc[0]}/{len(group)})")
     lines = [f"<b>{v.replace('_', ' ')}</b> in most seeds: {'; '.join(outcome[v])}" for v in VERDICT_ORDER if v in outcome]
-    gap = next((m for m in ("window/eq/acc_gap", "eq/acc_gap") if m in frame.columns and frame[m].notna().any()), None)
+    gap = next((m for m in (M.window_name(M.EQ_ACC_GAP), M.EQ_ACC_GAP) if m in frame.columns and frame[m].notna().any()), None)
     if gap is not None and by:
         means = frame.groupby(by, sort=True)[gap].mean().dropna().sort_values()
         best = [f"{group_label(by, key)} ({value:.2f})" for key, value in means.head(GLANCE_CLOSEST).items()]
-        where = f"mean over the last {WINDOW:.0%} of training" if gap.startswith("window/") else "final"
+        where = f"mean over the last {WINDOW:.0%} of training" if gap.startswith(M.WINDOW_PREFIX) else "final"
         lines.append(f"<b>D accuracy closest to 50%</b> (smallest equilibrium gap |acc_real - 1/2| + |acc_fake - 1/2|, "
                      f"{where}, mean over seeds): {'; '.join(best)}")
     return lines

@@ -11,10 +11,12 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from ganlab.config.errors import did_you_mean
+from ganlab.diagnose import metrics as M
 from ganlab.track.history import HISTORY_FILE, read_history
 from ganlab.track.store import (
     TAG_KIND,
     TAG_PARENT,
+    TAG_PHASE,
     TAG_SEED,
     TAG_STATUS,
     TAG_STOP_REASON,
@@ -80,7 +82,7 @@ def study_runs(name: str, tracking_uri: str | None = None) -> list[Run]:
 
 
 WINDOW = 0.2  # windowed diagnostics: mean over the last 20% of a trial's logged steps
-WINDOWED = ("acc/real", "acc/fake", "acc_sign/real", "acc_sign/fake", "eq/acc_gap", "loss/d", "loss/g")
+WINDOWED = (M.ACC_REAL, M.ACC_FAKE, M.ACC_SIGN_REAL, M.ACC_SIGN_FAKE, M.EQ_ACC_GAP, M.LOSS_D, M.LOSS_G)
 """The diagnostics load_study also gives as windowed means (``window/<metric>``): a final value is one log
 interval, the windowed mean tells a late excursion from where a trial settled."""
 
@@ -105,7 +107,7 @@ def load_study(
     uri = resolve_tracking_uri(tracking_uri)
     parents = study_runs(name, uri)
     if phase is not None:
-        parents = [p for p in parents if p.data.tags.get("ganlab.phase", "search") == phase]
+        parents = [p for p in parents if p.data.tags.get(TAG_PHASE, "search") == phase]
         if not parents:
             raise StudyNotFound(f"study {name!r} has no {phase} run yet")
     if run == "latest":
@@ -136,7 +138,7 @@ def load_study(
                 "verdict": child.data.tags.get(TAG_VERDICT),
                 "trial_status": child.data.tags.get(TAG_STATUS),
                 "stop_reason": child.data.tags.get(TAG_STOP_REASON),
-                "phase": parent.data.tags.get("ganlab.phase", "search"),
+                "phase": parent.data.tags.get(TAG_PHASE, "search"),
                 "seed": int(child.data.tags.get(TAG_SEED, decoded.get("seed", -1))),
                 "duration_s": (end - child.info.start_time) / 1000 if end and child.info.status != "RUNNING" else None,
             }
@@ -157,7 +159,7 @@ def load_study(
         if not 0 < window <= 1:
             raise ValueError(f"window must be a fraction in (0, 1], got {window}")
         histories = _histories(client, df, WINDOWED)
-        df = df.assign(**{f"window/{m}": [_window_mean(h, m, window) for h in histories]
+        df = df.assign(**{M.window_name(m): [_window_mean(h, m, window) for h in histories]
                           for m in WINDOWED if any(m in h.columns for h in histories)})
     metric_cols = sorted(c for c in df.columns if c not in first and c != "_parent")
     out = df[[c for c in first if c in df.columns] + metric_cols].reset_index(drop=True)

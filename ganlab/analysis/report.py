@@ -33,6 +33,7 @@ from ganlab.analysis.figures import (
 from ganlab.analysis.frames import history_of, load_study
 from ganlab.analysis.tables import default_by, stability_table, verdicts_of
 from ganlab.config.study import short_names
+from ganlab.diagnose import metrics as M
 
 
 @dataclass
@@ -126,7 +127,7 @@ def write_report(
     df, binned = bin_continuous(df, by)
     x, y = choose_axes(df, by, axes)
     prefix = _acc_prefix(df.columns)
-    history = history_of(df, uri, [f"{prefix}/real", f"{prefix}/fake"])
+    history = history_of(df, uri, [M.acc_name(prefix, "real"), M.acc_name(prefix, "fake")])
     table = stability_table(df, by) if by else None
 
     figures: list[tuple[str, str, object]] = []

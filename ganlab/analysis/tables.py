@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from ganlab.analysis.frames import load_study
+from ganlab.diagnose import metrics as M
 
 
 VERDICT_ORDER = ("converged", "oscillating", "drifting", "unbalanced", "mode_collapse", "d_dominates", "g_dominates",
@@ -15,8 +16,8 @@ VERDICT_ORDER = ("converged", "oscillating", "drifting", "unbalanced", "mode_col
 """Verdict columns in this order; ``failed`` is a trial that ended with an error, ``none`` one that logged no
 eval step (a scheduler stopped it before its first)."""
 TABLE_METRICS = (
-    "acc/real", "acc/fake", "acc_sign/real", "acc_sign/fake", "eq/acc_gap",
-    "osc/loss_d_ptp", "osc/loss_d_period", "eval/modes", "eval/fd",
+    M.ACC_REAL, M.ACC_FAKE, M.ACC_SIGN_REAL, M.ACC_SIGN_FAKE, M.EQ_ACC_GAP,
+    M.OSC_LOSS_D_PTP, M.OSC_LOSS_D_PERIOD, M.EVAL_MODES, M.EVAL_FD,
 )
 """What ``stability_table`` summarises by default (those the study logged): final D accuracy on real and on
 fake (sign accuracy for critics), the equilibrium gap, D-loss oscillation amplitude (peak to peak) and

@@ -17,14 +17,15 @@ from typing import Any, Literal
 import torch
 
 from ganlab.config import TrialConfig
+from ganlab.diagnose import metrics as M
 from ganlab.train.models import Discriminator, Generator, build_models
 from ganlab.analysis.frames import reading_client
 from ganlab.track.store import TAG_KIND, resolve_tracking_uri
 
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 WEIGHTS = {"final": "model/final.pt", "best": "model/best.pt"}
-METRIC_MODES = {"eval/modes": "max", "eval/hq_fraction": "max", "eval/classifier_acc": "max",
-                "eval/d_probe_acc": "max"}
+METRIC_MODES = {M.EVAL_MODES: "max", M.EVAL_HQ_FRACTION: "max", M.EVAL_CLASSIFIER_ACC: "max",
+                M.EVAL_D_PROBE_ACC: "max"}
 """Diagnostics where larger is better; every other one (gaps, distances, KL, FD, oscillation) is smaller-better."""
 
 
@@ -104,7 +105,7 @@ def pick_best(df, metric: str, mode: Literal["min", "max"] | None = None, study:
     if metric not in df.columns:
         known = ", ".join(sorted(c for c in df.columns if "/" in str(c)))
         raise KeyError(f"no metric {metric!r} in study {study!r}; it has: {known}")
-    mode = mode or METRIC_MODES.get(metric.removeprefix("window/"), "min")
+    mode = mode or METRIC_MODES.get(M.base_name(metric), "min")
     candidates = df[(df["trial_status"] == "finished") & df[metric].map(lambda v: v is not None and math.isfinite(v))]
     if candidates.empty:
         raise TrialNotFound(f"study {study!r} has no finished trial with a finite {metric}")

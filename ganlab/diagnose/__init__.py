@@ -4,7 +4,8 @@ analyses (the game's Jacobian, the duality gap, a probe of D's features). Below 
 knows which loss, model or optimiser produced the numbers; it imports only ``ganlab.config`` and
 ``ganlab.data`` (the modes and classes that sample quality is measured against).
 
-Modules: ``stats`` (Collector, SlidingWindow), ``balance`` (D's accuracy), ``oscillation`` (window
-statistics), ``samples`` (modes, sliced Wasserstein, Frechet distance), ``equilibrium`` (Jacobian, duality
-gap), ``verdict``, ``probe``, ``plots`` (pictures of samples and curves).
+Modules: ``metrics`` (every metric's name, meaning, unit and cadence), ``stats`` (Collector, SlidingWindow),
+``balance`` (D's accuracy), ``oscillation`` (window statistics), ``samples`` (modes, sliced Wasserstein, Frechet
+distance), ``equilibrium`` (Jacobian, duality gap), ``verdict``, ``probe``, ``plots`` (pictures of samples and
+curves).
 """

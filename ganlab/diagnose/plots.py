@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 
+from ganlab.diagnose import metrics as M
+
 
 def _xy(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The first two coordinates; 1-D points lie on the x-axis."""
@@ -62,7 +64,7 @@ def image_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title: str
 
 
 SAMPLE_IMAGES = 64  # images in each sample grid
-CURVES = ("{acc}/real", "{acc}/fake", "loss/d", "loss/g")  # the panels of curves.png ({acc}: acc or acc_sign)
+CURVES = ("{acc}/real", "{acc}/fake", M.LOSS_D, M.LOSS_G)  # the panels of curves.png ({acc}: acc or acc_sign)
 
 
 def samples(trainer, path: str | Path, step: int, lane: int = 0) -> Path:

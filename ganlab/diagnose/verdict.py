@@ -31,6 +31,7 @@ import math
 import torch
 
 from ganlab.config import VerdictConfig
+from ganlab.diagnose import metrics as M
 
 VERDICTS = ("converged", "oscillating", "drifting", "unbalanced", "mode_collapse", "d_dominates", "g_dominates",
             "diverged")
@@ -40,9 +41,9 @@ DEFAULT_ALPHA = 0.01  # DiagnosticsConfig.period_alpha's default
 def _motion(m: dict[str, float], cfg: VerdictConfig, alpha: float, floor: float | None = None) -> tuple[str | None, str]:
     """("oscillating" | "drifting" | None, the figures): how the D loss moves beyond batch noise. ``floor``: the
     excess a significant period needs (default periodic_excess)."""
-    excess, noise = m.get("osc/loss_d_excess", math.nan), m.get("osc/loss_d_noise", math.nan)
-    p, period = m.get("osc/loss_d_period_p", math.nan), m.get("osc/loss_d_period", math.nan)
-    trend = m.get("osc/loss_d_trend", math.nan)
+    excess, noise = m.get(M.OSC_LOSS_D_EXCESS, math.nan), m.get(M.OSC_LOSS_D_NOISE, math.nan)
+    p, period = m.get(M.OSC_LOSS_D_PERIOD_P, math.nan), m.get(M.OSC_LOSS_D_PERIOD, math.nan)
+    trend = m.get(M.OSC_LOSS_D_TREND, math.nan)
     if excess > cfg.oscillating_excess:
         return "oscillating", (f"D loss oscillates beyond batch noise: excess std {excess:.3g} > {cfg.oscillating_excess:g} "
                                f"(batch noise {noise:.3g})")
@@ -70,13 +71,13 @@ def blown_up_lanes(columns: dict[str, torch.Tensor], cfg: VerdictConfig) -> list
             why[lane] = reason(lane)
             open_[lane] = False
 
-    for key in ("loss/d", "loss/g"):
+    for key in (M.LOSS_D, M.LOSS_G):
         if key in columns:
             v = columns[key].double().cpu()
             flag(~torch.isfinite(v), lambda i: f"{key} is {v[i].item()}")
             flag(v.abs() > cfg.explode_loss,
                  lambda i: f"|{key}| = {abs(v[i].item()):.3g} > explode_loss {cfg.explode_loss:g}")
-    for key in ("grad/d", "grad/g"):
+    for key in (M.GRAD_D, M.GRAD_G):
         if key in columns:
             v = columns[key].double().cpu()
             flag(~(v <= cfg.explode_grad),  # NaN fails this too
@@ -94,8 +95,8 @@ def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
     why = blown_up(m, cfg)
     if why is not None:
         return "diverged", why
-    if "eval/dirac_distance" in m:
-        d = m["eval/dirac_distance"]
+    if M.EVAL_DIRAC_DISTANCE in m:
+        d = m[M.EVAL_DIRAC_DISTANCE]
         if first_distance and d > cfg.diverged_distance_factor * first_distance:
             return "diverged", f"distance to equilibrium grew {d / first_distance:.2f}x"
         if d <= cfg.converged_distance:
@@ -105,13 +106,13 @@ def judge(m: dict[str, float], cfg: VerdictConfig, n_modes: int | None = None,
             return "converged", (f"distance to equilibrium {d:.3g} <= {cfg.settled_distance_fraction:g} of its start "
                                  f"{first_distance:.3g}, and {why}")
         return motion or "unbalanced", f"distance to equilibrium {d:.3g}; {why}"
-    auc = m.get("d/auc_mean")
+    auc = m.get(M.D_AUC_MEAN)
     if auc is None or not math.isfinite(auc):
         return "unbalanced", "no AUC logged yet"
     if auc >= cfg.d_dominates_auc:
         return "d_dominates", f"D's AUC {auc:.2f} >= {cfg.d_dominates_auc:g}: it tells real from generated"
-    if n_modes and "eval/modes" in m and m["eval/modes"] < cfg.mode_collapse_fraction * n_modes:
-        return "mode_collapse", f"{m['eval/modes']:.0f} of {n_modes} modes covered"
+    if n_modes and M.EVAL_MODES in m and m[M.EVAL_MODES] < cfg.mode_collapse_fraction * n_modes:
+        return "mode_collapse", f"{m[M.EVAL_MODES]:.0f} of {n_modes} modes covered"
     if auc <= cfg.g_dominates_auc:
         return "g_dominates", f"D's AUC {auc:.2f} <= {cfg.g_dominates_auc:g}: it scores generated above real"
     motion, why = _motion(m, cfg, alpha)

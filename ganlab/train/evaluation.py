@@ -11,6 +11,7 @@ import torch
 
 from ganlab.data import digit_classifier
 from ganlab.data.streams import Streams, lane_keys
+from ganlab.diagnose import metrics as M
 from ganlab.diagnose.equilibrium import duality_gap, jacobian_eigenvalues, spectrum_metrics
 from ganlab.diagnose.samples import digit_statistics, mode_statistics, sliced_w1
 from ganlab.train.losses import discriminator_loss, generator_loss
@@ -94,7 +95,7 @@ class Evaluator:
             real = data.draw(self.streams, self._address(2), n)
             directions = self.streams.normal(self._address(4), fake.flatten(2).shape[-1], SLICED_W_PROJECTIONS,
                                              dtype=torch.float64)
-            out["eval/sliced_w"] = sliced_w1(fake, real, directions)
+            out[M.EVAL_SLICED_W] = sliced_w1(fake, real, directions)
             if data.quality == "mixture":
                 stats = mode_statistics(fake, data.means, data.sigma, cfg.diagnostics.hq_sigmas)
                 out.update({f"eval/{k}": v for k, v in stats.items()})
@@ -140,8 +141,8 @@ class Evaluator:
             self.probe_baselines[lane] = d_feature_probe(D0.to(pack.device), d.d_probe_c, d.d_probe_max_iter,
                                                          d.d_probe_per_class)
         _, D = pack.single_models(lane)
-        return {"eval/d_probe_acc": d_feature_probe(D, d.d_probe_c, d.d_probe_max_iter, d.d_probe_per_class),
-                "eval/d_probe_acc_random": self.probe_baselines[lane]}
+        return {M.EVAL_D_PROBE_ACC: d_feature_probe(D, d.d_probe_c, d.d_probe_max_iter, d.d_probe_per_class),
+                M.EVAL_D_PROBE_ACC_RANDOM: self.probe_baselines[lane]}
 
     def _lane_batch(self, lane: int, slot: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One lane's fixed batch (real, latents) for an analysis at this iteration."""
@@ -161,5 +162,5 @@ class Evaluator:
     def _duality_gap(self, lane: int) -> dict[str, float]:
         d = self.pack.cfgs[lane].diagnostics
         real, z = self._lane_batch(lane, 10)
-        return {"eval/duality_gap": duality_gap(self.game(lane), real, z, d.duality_gap_steps, d.duality_gap_lr,
+        return {M.EVAL_DUALITY_GAP: duality_gap(self.game(lane), real, z, d.duality_gap_steps, d.duality_gap_lr,
                                                 d.duality_gap_box or None)}

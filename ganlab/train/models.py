@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ganlab.config import DcganConfig, DiracModelConfig, MlpConfig
+from ganlab.diagnose import metrics as M
 from ganlab.train.packed import PackedLinear, PackedNet, has_spectral_norm, stack_states
 
 ACTIVATIONS = {
@@ -167,7 +168,7 @@ class PackedDiracGenerator(nn.Module):
         """The point the closed forms of Mescheder et al. (2018) describe, per lane: (theta, psi) and its
         distance to the equilibrium (0, 0)."""
         theta, psi = self.theta.detach().double(), D.psi()
-        return {"eval/dirac_theta": theta, "eval/dirac_psi": psi, "eval/dirac_distance": (theta**2 + psi**2).sqrt()}
+        return {M.EVAL_DIRAC_THETA: theta, M.EVAL_DIRAC_PSI: psi, M.EVAL_DIRAC_DISTANCE: (theta**2 + psi**2).sqrt()}
 
 
 class PackedDiracDiscriminator(nn.Module):

@@ -12,12 +12,7 @@ from typing import Any
 import torch
 
 from ganlab.config import TrialConfig
-from types import SimpleNamespace  # TEMP until the registry lands
-M = SimpleNamespace(OSC_SERIES=("loss_d", "loss_g", "acc_real", "acc_fake"), LOSS_D="loss/d", LOSS_G="loss/g", REG_D="reg/d",
-    D_OUT_REAL="d/out_real", D_OUT_FAKE="d/out_fake", GRAD_D="grad/d", GRAD_G="grad/g", D_AUC="d/auc",
-    D_AUC_NOISE="d/auc_noise", D_PROB_REAL="d/prob_real", D_PROB_FAKE="d/prob_fake", EQ_ACC_GAP="eq/acc_gap",
-    EQ_LOSS_D_GAP="eq/loss_d_gap", EQ_LOSS_G_GAP="eq/loss_g_gap", D_AUC_MEAN="d/auc_mean", OSC_DELTA_ZCR="osc/delta_zcr",
-    osc_name=lambda s, k: f"osc/{s}_{k}")
+from ganlab.diagnose import metrics as M
 from ganlab.diagnose.balance import acc_gap, binomial_var, d_auc
 from ganlab.diagnose.oscillation import beyond_noise, periodicity, zero_crossings
 from ganlab.diagnose.stats import Collector, SlidingWindow
@@ -42,7 +37,8 @@ class Recorder:
         # Critics have no probability: their accuracy is the sign of the output, and is named so.
         self.acc = "acc_sign" if cfg.loss.name in CRITICS else "acc"
         self.bce = cfg.loss.name in ("minimax", "non_saturating")
-        self.d_names = (M.LOSS_D, M.REG_D, f"{self.acc}/real", f"{self.acc}/fake", M.D_OUT_REAL, M.D_OUT_FAKE)
+        self.d_names = (M.LOSS_D, M.REG_D, M.acc_name(self.acc, "real"), M.acc_name(self.acc, "fake"), M.D_OUT_REAL,
+                        M.D_OUT_FAKE)
         self.d_sampled = (M.GRAD_D, M.D_AUC, M.D_AUC_NOISE) + ((M.D_PROB_REAL, M.D_PROB_FAKE) if self.bce else ())
         self.stats = Collector()
         window = cfg.diagnostics.window
@@ -120,9 +116,9 @@ class Recorder:
         parameters now, ``last_params`` at the previous log step (for the update-to-weight ratio)."""
         metrics = self.stats.reduce_lanes()
         acc = self.acc
-        if f"{acc}/real" in metrics:
-            real, fake = metrics[f"{acc}/real"], metrics[f"{acc}/fake"]
-            metrics[f"{acc}/mean"] = (real + fake) / 2
+        if M.acc_name(acc, "real") in metrics:
+            real, fake = metrics[M.acc_name(acc, "real")], metrics[M.acc_name(acc, "fake")]
+            metrics[M.acc_name(acc, "mean")] = (real + fake) / 2
             metrics[M.EQ_ACC_GAP] = acc_gap(real, fake)
         reference = EQUILIBRIUM_LOSS.get(self.cfg.loss.name)
         if reference is not None:
@@ -133,10 +129,10 @@ class Recorder:
             self.auc_window.push(metrics[M.D_AUC])
             metrics[M.D_AUC_MEAN] = self.auc_window.values().mean(0)
         metrics[M.OSC_DELTA_ZCR] = zero_crossings(self.delta_window.values())
-        for player in ("g", "d"):
+        for player, param, update in (("g", M.PARAM_G, M.UPDATE_G), ("d", M.PARAM_D, M.UPDATE_D)):
             flat, previous = params[player], last_params[player]
-            metrics[f"param/{player}"] = flat.norm(dim=1)
-            metrics[f"update/{player}"] = (flat - previous).norm(dim=1) / previous.norm(dim=1).clamp(min=1e-12)
+            metrics[param] = flat.norm(dim=1)
+            metrics[update] = (flat - previous).norm(dim=1) / previous.norm(dim=1).clamp(min=1e-12)
         return metrics
 
     def _oscillation(self) -> dict[str, torch.Tensor]:

@@ -17,6 +17,7 @@ import yaml
 from tqdm import tqdm
 
 from ganlab.config import TrialConfig
+from ganlab.diagnose import metrics as M
 from ganlab.diagnose import plots
 from ganlab.train.checkpoint import CheckpointMismatch
 from ganlab.train.trainer import Trainer
@@ -169,7 +170,7 @@ def train_in_folder(cfg: TrialConfig, out: Path, resume: bool, source: str | Pat
     if last is not None and last.stopped:
         print(f"Stopped early at iteration {last.step}: {last.verdict} ({last.reason}).")
     latest = _latest(rows)
-    headline = [f"{acc}/real", f"{acc}/fake", "loss/d", "loss/g", "eq/acc_gap", "osc/loss_d_std",
+    headline = [M.acc_name(acc, "real"), M.acc_name(acc, "fake"), M.LOSS_D, M.LOSS_G, M.EQ_ACC_GAP, M.OSC_LOSS_D_STD,
                 *sorted(k for k in latest if k.startswith("eval/"))]
     print(f"Final metrics (iteration {trainer.iteration}):")
     for k in headline:

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ganlab.config import TrialConfig
+from ganlab.diagnose import metrics as M
 from ganlab.train import checkpoint
 from ganlab.train.evaluation import Evaluator, LaneGame
 from ganlab.train.judge import Judge
@@ -150,8 +151,8 @@ class Trainer:
         metrics = self.recorder.metrics(params, self.last_params)
         self.last_params = params
         b = self.cfg.data.batch_size
-        for name, value in (("progress/g_steps", self.g_steps), ("progress/d_steps", self.d_steps),
-                            ("progress/real_samples", self.d_steps * b)):
+        for name, value in ((M.PROGRESS_G_STEPS, self.g_steps), (M.PROGRESS_D_STEPS, self.d_steps),
+                            (M.PROGRESS_REAL_SAMPLES, self.d_steps * b)):
             metrics[name] = torch.full((self.n_lanes,), float(value), device=self.device)
         return metrics
 
