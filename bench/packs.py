@@ -86,7 +86,7 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
     study = load_study(study_file)
     slots = slots or trial_slots(study, {"CPU": float(os.cpu_count() or 1)})
     packs = plan_packs(study, study.points(), slots)
-    cfgs = [[apply_overrides(study.trial, study.resolve(lane.point)) for lane in pack] for pack in packs]
+    cfgs = [[apply_overrides(study.trial, study.resolve(trial.point)) for trial in pack.trials] for pack in packs]
     measured: dict[str, tuple[float, float]] = {}  # shape -> (s per step, s per evaluation) of its largest pack
     for pack in sorted(cfgs, key=len, reverse=True):
         shape = pack_shape(pack[0])
@@ -104,7 +104,7 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
         started = time.perf_counter()
         trainer.evaluate()
         measured[shape] = (per_step, time.perf_counter() - started)
-        print(f"  {len(pack)} lanes, {', '.join(f'{k}={v}' for k, v in packs[cfgs.index(pack)][0].point.items())}: "
+        print(f"  {len(pack)} lanes, {', '.join(f'{k}={v}' for k, v in packs[cfgs.index(pack)].trials[0].point.items())}: "
               f"{1000 * per_step:.1f} ms/step, {measured[shape][1]:.2f} s/evaluation", file=sys.stderr, flush=True)
     times = []
     for pack in cfgs:

@@ -73,7 +73,7 @@ def _packs(study: StudyConfig) -> str:
         return f"  packs: none, one trial per Ray trial ({why})"
     slots = trial_slots(study, {"CPU": float(os.cpu_count() or 1)})
     packs = plan_packs(study, study.points(), slots)
-    sizes = sorted({len(p) for p in packs})
+    sizes = sorted({len(p.trials) for p in packs})
     if sizes == [1]:
         return f"  packs: none, one trial per Ray trial (pack: {study.pack})"
     size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
@@ -265,7 +265,8 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
     from ganlab.analysis import load_study as load_frame
     from ganlab.analysis import stability_table
     from ganlab.study.confirm import confirmation_points
-    from ganlab.study.runner import CONFIRMS_TAG, PhaseState, ResumeRefused, phase_folder, run_phase
+    from ganlab.study.runner import PhaseState, ResumeRefused, phase_folder, run_phase
+    from ganlab.track.store import TAG_CONFIRMS
 
     state = PhaseState.read(phase_folder(args.storage, study, "confirm"))
     continuing = state is not None and not state.finished and not args.fresh and state.confirms == search_run
@@ -283,7 +284,7 @@ def _confirm(study, study_file: Path, uri: str, args, search_run: str, top: int,
     try:
         result = run_phase(study, study_file, uri, args.storage, phase="confirm", points=points, resume=continuing,
                            num_cpus=args.num_cpus, address=_address(args),
-                           parent_tags={CONFIRMS_TAG: search_run})
+                           parent_tags={TAG_CONFIRMS: search_run})
     except ResumeRefused as e:
         return _fail(str(e))
     if result.exit_code == 130:
@@ -305,9 +306,10 @@ def cmd_confirm(args: argparse.Namespace) -> int:
     if objective is None:
         return _fail(f"study '{study.name}' names no metric to rank configurations by; pass --metric and --mode.")
     from ganlab.analysis import study_runs
+    from ganlab.track.store import TAG_PHASE
 
     try:
-        searches = [r for r in study_runs(study.name, uri) if r.data.tags.get("ganlab.phase", "search") == "search"
+        searches = [r for r in study_runs(study.name, uri) if r.data.tags.get(TAG_PHASE, "search") == "search"
                     and r.info.status == "FINISHED"]
     except LookupError as e:
         return _fail(f"{e}. Run the search first: ganlab run {args.study}")

@@ -14,6 +14,7 @@ import torch
 from ganlab.config import ArtifactsConfig, TrainConfig
 from ganlab.diagnose import plots
 from ganlab.track.logger import TrialLogger
+from ganlab.track.store import TAG_BEST
 
 BEST_FILE = "best{lane}.pt"  # artifacts.save_best's models beside the trainer checkpoint ("best.pt" for lane 0)
 
@@ -62,8 +63,8 @@ class TrialArtifacts:
                                                         "value": self.best["value"], "iteration": self.best["iteration"]}}
                 torch.save(best, Path(tmp) / "best.pt")
                 logger.log_artifact(Path(tmp) / "best.pt", "model")
-                logger.set_tags({"ganlab.best": f"{wanted.metric} {self.best['value']:.6g} "
-                                                f"at iteration {self.best['iteration']}"})
+                logger.set_tags({TAG_BEST: f"{wanted.metric} {self.best['value']:.6g} "
+                                          f"at iteration {self.best['iteration']}"})
 
     @property
     def _best_file(self) -> str:

@@ -15,6 +15,8 @@ from typing import Any
 from ray import tune
 
 from ganlab.config.study import short_names
+from ganlab.diagnose import metrics as M
+from ganlab.study.packs import PackSpec
 from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON, StudyRun, find_pack_runs, find_trial_run
 
 PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
@@ -77,7 +79,7 @@ class StudyCallback(tune.Callback):
         self._last_print = 0.0
 
     def _counts(self, trials) -> str:
-        sizes = {t.trial_id: len(t.config.get("pack", [None])) for t in trials}
+        sizes = {t.trial_id: len(PackSpec.of(t.config).trials) for t in trials}
         lanes_done = {i: int(r.get("lanes_done", 0)) for i, r in self._latest.items()}
         return trial_counts(self.total_trials, {t.trial_id: t.status for t in trials}, self._done, self._failed,
                             sizes, lanes_done)
@@ -87,24 +89,25 @@ class StudyCallback(tune.Callback):
 
     @staticmethod
     def _label(trial) -> str:
-        pack = trial.config.get("pack")
-        if pack:
-            return f"pack of {len(pack)} trials ({describe(pack[0]['point'])} ...)"
-        return describe(trial.config.get("point", trial.config))
+        pack = PackSpec.of(trial.config)
+        if pack.packed:
+            return f"pack of {len(pack.trials)} trials ({describe(pack.trials[0].point)} ...)"
+        return describe(pack.trials[0].point)
 
     def _row(self, trial, result: dict, label: str | None = None) -> str:
-        if "pack" in trial.config and label is None:
-            n = len(trial.config["pack"])
+        pack = PackSpec.of(trial.config)
+        if pack.packed and label is None:
+            n = len(pack.trials)
             return (f"{self._label(trial):<34} step {result.get('step', 0):>6}/{self.total_steps} | "
                     f"{result.get('lanes_done', 0)}/{n} ended | {result.get('verdicts', '')}")
-        acc = "acc" if "acc/real" in result else "acc_sign"
-        modes = result.get("eval/modes")
+        acc = M.acc_prefix(result)
+        modes = result.get(M.EVAL_MODES)
         extra = f" modes {modes:.0f}" if modes is not None else ""
-        dist = result.get("eval/dirac_distance")
+        dist = result.get(M.EVAL_DIRAC_DISTANCE)
         extra += f" |(theta, psi)| {dist:.3g}" if dist is not None else ""
         return (f"{label or self._label(trial):<34} step {result.get('step', 0):>6}/"
-                f"{self.total_steps} | D acc real {result.get(f'{acc}/real', math.nan):.2f} "
-                f"fake {result.get(f'{acc}/fake', math.nan):.2f}{extra} | {result.get('verdict', '')}")
+                f"{self.total_steps} | D acc real {result.get(M.acc_name(acc, 'real'), math.nan):.2f} "
+                f"fake {result.get(M.acc_name(acc, 'fake'), math.nan):.2f}{extra} | {result.get('verdict', '')}")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._latest[trial.trial_id] = result
@@ -145,7 +148,7 @@ class StudyCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._done.add(trial.trial_id)
-        if "pack" not in trial.config:  # a pack's trials had their lines as they ended
+        if not PackSpec.of(trial.config).packed:  # a pack's trials had their lines as they ended
             self._print(f"done {self._row(trial, self._latest.get(trial.trial_id, {}))} | {self._counts(trials)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -155,7 +158,7 @@ class StudyCallback(tune.Callback):
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(self.study_run.tracking_uri)
-        if "pack" in trial.config:  # every lane the worker had not closed
+        if PackSpec.of(trial.config).packed:  # every lane the worker had not closed
             runs = find_pack_runs(client, self.study_run, trial.trial_id)
         else:
             runs = [run for run in [find_trial_run(client, self.study_run, trial.trial_id)] if run is not None]

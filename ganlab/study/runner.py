@@ -22,8 +22,6 @@ from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, flatten
 
 STATE_FILE = "state.json"
 EXIT_INTERRUPTED = 130
-PHASE_TAG = "ganlab.phase"
-CONFIRMS_TAG = "ganlab.confirms"  # on a confirmation run: the search run it confirms
 RESULT_KEYS = {"step", "diverged", "verdict", "mlflow_run_id"}  # reported to Tune beside the diagnostics
 
 
@@ -177,7 +175,7 @@ def run_phase(
     """Start or continue one phase. ``resume``: True requires an interrupted run, False starts afresh,
     None (the default) continues an interrupted run when there is one."""
     from ganlab.study.tuner import run_study
-    from ganlab.track.store import TAG_SWEPT, end_run, reopen_run, start_study_run
+    from ganlab.track.store import TAG_CONFIRMS, TAG_PHASE, TAG_SWEPT, end_run, reopen_run, start_study_run
 
     folder = phase_folder(storage, study, phase)
     state = check_resumable(study, tracking_uri, storage, phase, resume)
@@ -198,17 +196,17 @@ def run_phase(
             end_run(tracking_uri, superseded.parent_run_id, "KILLED")  # superseded by --fresh
         study_run = start_study_run(
             tracking_uri, study.name, study_file, study.search_space(),
-            {TAG_SWEPT: json.dumps(study.swept_keys), PHASE_TAG: phase, **(parent_tags or {})},
+            {TAG_SWEPT: json.dumps(study.swept_keys), TAG_PHASE: phase, **(parent_tags or {})},
         )
         parent_run_id = study_run.parent_run_id
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "study.json").write_text(json.dumps(study.model_dump(mode="json"), indent=2))
         PhaseState(parent_run_id, tracking_uri, study.digest(), str(study_file), time.strftime("%Y-%m-%dT%H:%M:%S"),
-                   points=points, confirms=(parent_tags or {}).get(CONFIRMS_TAG)).write(folder)
+                   points=points, confirms=(parent_tags or {}).get(TAG_CONFIRMS)).write(folder)
     status = "FAILED"
     try:
         outcome = run_study(study, study_run, folder, points=points, resume=continuing, num_cpus=num_cpus,
-                            address=address, extra_tags={PHASE_TAG: phase})
+                            address=address, extra_tags={TAG_PHASE: phase})
         if outcome.n_unfinished:
             status = "KILLED"
             print(f"ganlab: interrupted with {outcome.n_unfinished} trial(s) unfinished. Continue with: "

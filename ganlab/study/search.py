@@ -12,6 +12,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 
 from ganlab.config import AshaSchedulerConfig, PbtSchedulerConfig, StudyConfig, SweepAxis
+from ganlab.study.packs import POINT_KEY
 from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON
 
 
@@ -29,7 +30,7 @@ def param_space(study: StudyConfig, points: list[dict[str, Any]] | None = None) 
     seeded draws, no repeated trial) and handed to Tune as one grid over whole trials."""
     if study.search.algorithm == "optuna" and points is None:
         return {}
-    return {"point": tune.grid_search(points if points is not None else study.points())}
+    return {POINT_KEY: tune.grid_search(points if points is not None else study.points())}
 
 
 class OptunaSpace:
@@ -169,7 +170,7 @@ class BoundedExplore:
         self.scheduler = scheduler
 
     def __call__(self, config: dict[str, Any]) -> dict[str, Any]:
-        return {**config, "point": self.scheduler.bounded(config["point"])}
+        return {**config, POINT_KEY: self.scheduler.bounded(config[POINT_KEY])}
 
 
 def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
@@ -187,7 +188,7 @@ def make_scheduler(study: StudyConfig, tracking_uri: str) -> TrialScheduler:
         return SyncedPBT(
             time_attr="step",  # training iterations, not wall clock
             metric=metric, mode=mode, perturbation_interval=s.interval,
-            hyperparam_mutations={"point": {k: _axis_domain(a) for k, a in s.mutations.items()}},
+            hyperparam_mutations={POINT_KEY: {k: _axis_domain(a) for k, a in s.mutations.items()}},
             quantile_fraction=s.quantile, resample_probability=s.resample_probability, synch=s.synchronous,
             custom_explore_fn=BoundedExplore(s),
         )

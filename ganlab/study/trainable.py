@@ -27,8 +27,9 @@ import torch
 from ray import tune
 
 from ganlab.config import ConfigError, PbtSchedulerConfig, StudyConfig, apply_overrides
+from ganlab.study.packs import PackSpec
 from ganlab.study.trial_run import TrialRun
-from ganlab.track.store import TAG_PACK, StudyRun
+from ganlab.track.store import TAG_PACK, TAG_PACK_LANES, TAG_PBT_EXPLOITS, StudyRun
 from ganlab.train.trainer import Trainer, resolve_device
 
 ENDED_KEYS = ("acc/real", "acc/fake", "acc_sign/real", "acc_sign/fake", "eval/modes", "eval/dirac_distance")
@@ -95,22 +96,20 @@ class GanTrainable(tune.Trainable):
 
     def _configure(self, config: dict[str, Any]) -> None:
         study = self.context.study
-        if "pack" in config:  # [{"index": i, "point": {...}}, ...]: the study's trials i, as lanes of one model
-            lanes = [(lane["index"], dict(lane["point"])) for lane in config["pack"]]
-        else:
-            lanes = [(None, dict(config.get("point", config)))]
+        pack = PackSpec.of(config)  # the study's trials this Tune trial trains, as the lanes of one model
         resources = study.resources
         torch.set_num_threads(max(1, math.floor(resources.cpu)))  # no oversubscription beside other trials
         specs = []
-        for index, point in lanes:
+        for trial in pack.trials:
+            point = trial.point
             if isinstance(study.scheduler, PbtSchedulerConfig):
                 point = study.scheduler.bounded(point)
             overrides = study.resolve(point)
             try:
-                specs.append((index, overrides, apply_overrides(study.trial, overrides), None))
+                specs.append((overrides, apply_overrides(study.trial, overrides), None))
             except ConfigError as e:  # this trial fails alone (the planner never packs it with others)
-                specs.append((index, overrides, study.trial, f"{e.key}: {e.message}"))
-        cfgs = [cfg for _, _, cfg, _ in specs]
+                specs.append((overrides, study.trial, f"{e.key}: {e.message}"))
+        cfgs = [cfg for _, cfg, _ in specs]
         # Ray exposes only the GPUs it assigned to this trial; without a GPU share the trial runs on CPU even
         # on a GPU node, so that GPU-less trials never crowd a GPU another trial was given.
         self.device = "cpu" if resources.gpu == 0 else str(resolve_device(cfgs[0].device))
@@ -119,13 +118,10 @@ class GanTrainable(tune.Trainable):
         self.compute_s = time.perf_counter() - started  # the pack's own work: building and training, no I/O
         self.io_s = 0.0  # MLflow calls and checkpoint writes
         self.last_checkpoint = self.last_flush = time.perf_counter()
-        prefix = self.trial_id.rsplit("_", 1)[0]
-        packed = len(specs) > 1
-        pack_tags = {TAG_PACK: self.trial_id, "ganlab.pack_lanes": str(len(specs))} if packed else {}
+        pack_tags = {TAG_PACK: self.trial_id, TAG_PACK_LANES: str(len(specs))} if pack.packed else {}
         self.runs = [
-            TrialRun(self.context, f"{prefix}_{index:05d}" if packed else self.trial_id, overrides, cfg, invalid,
-                     self.trainer, lane, self.device, pack_tags)
-            for lane, (index, overrides, cfg, invalid) in enumerate(specs)
+            TrialRun(self.context, str(trial_id), overrides, cfg, invalid, self.trainer, lane, self.device, pack_tags)
+            for lane, (trial_id, (overrides, cfg, invalid)) in enumerate(zip(pack.trial_ids(self.trial_id), specs))
         ]
         self.cfg = cfgs[0]
         self.ended: list[TrialRun] = []  # trials that ended in the last step (a pack reports them)
@@ -294,8 +290,8 @@ class GanTrainable(tune.Trainable):
                    if source["overrides"].get(k) != v}
         event = (f"iteration {self.trainer.iteration}: cloned {meta['trial_id']}; "
                  + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changed.items()))
-        history = logger.client.get_run(logger.run_id).data.tags.get("ganlab.pbt_exploits", "")
-        logger.set_tags({"ganlab.pbt_exploits": (history + "\n" if history else "") + event})
+        history = logger.client.get_run(logger.run_id).data.tags.get(TAG_PBT_EXPLOITS, "")
+        logger.set_tags({TAG_PBT_EXPLOITS: (history + "\n" if history else "") + event})
 
     @_working
     def reset_config(self, new_config: dict[str, Any]) -> bool:

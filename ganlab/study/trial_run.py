@@ -16,9 +16,24 @@ import torch
 
 from ganlab.config import TrialConfig
 from ganlab.study.artifacts import TrialArtifacts
+from ganlab.study.packs import TrialId
 from ganlab.study.progress import describe
 from ganlab.track.logger import TrialLogger
-from ganlab.track.store import TAG_SEED, TAG_STATUS, TAG_STOP_REASON, TAG_VERDICT
+from ganlab.track.store import (
+    TAG_CONFIG_DIGEST,
+    TAG_DEVICE,
+    TAG_GPU_NAME,
+    TAG_NODE_ID,
+    TAG_NODE_IP,
+    TAG_PID,
+    TAG_RESUMED_AT,
+    TAG_SEED,
+    TAG_STATUS,
+    TAG_STOP_REASON,
+    TAG_TRIAL_NAME,
+    TAG_VERDICT,
+    TAG_VERDICT_REASON,
+)
 from ganlab.train.trainer import StepReport
 
 
@@ -38,17 +53,17 @@ class TrialRun:
 
     @property
     def name(self) -> str:
-        return f"{self.trial_id.rsplit('_', 1)[-1]} {describe(self.overrides)}"
+        return f"{TrialId.of(self.trial_id).short} {describe(self.overrides)}"
 
     def open(self) -> TrialLogger:
         if self.logger is None:
             node = ray.get_runtime_context()
-            tags = {TAG_SEED: str(self.cfg.seed), "ganlab.trial_name": self.name, "ganlab.device": self.device,
-                    "ganlab.config_digest": self.cfg.digest(), "ganlab.node_id": node.get_node_id(),
-                    "ganlab.node_ip": ray.util.get_node_ip_address(), "ganlab.pid": str(os.getpid()),
+            tags = {TAG_SEED: str(self.cfg.seed), TAG_TRIAL_NAME: self.name, TAG_DEVICE: self.device,
+                    TAG_CONFIG_DIGEST: self.cfg.digest(), TAG_NODE_ID: node.get_node_id(),
+                    TAG_NODE_IP: ray.util.get_node_ip_address(), TAG_PID: str(os.getpid()),
                     **self.pack, **self.context.extra_tags}
             if self.device.startswith("cuda"):
-                tags["ganlab.gpu_name"] = torch.cuda.get_device_name()
+                tags[TAG_GPU_NAME] = torch.cuda.get_device_name()
             self.logger = TrialLogger.open(
                 self.context.study_run, self.trial_id, self.name,
                 {**self.cfg.flat(), **(self.overrides if self.invalid else {})}, tags,
@@ -73,7 +88,7 @@ class TrialRun:
 
     def verdict_tags(self) -> dict[str, str]:
         last = self.last
-        return {TAG_VERDICT: last.verdict, "ganlab.verdict_reason": last.reason} if last else {}
+        return {TAG_VERDICT: last.verdict, TAG_VERDICT_REASON: last.reason} if last else {}
 
     def finish(self) -> None:
         """The trial trained to its end, or diverged: final tags, artifacts, the run closed FINISHED."""
@@ -123,4 +138,4 @@ class TrialRun:
         """This trial's own checkpoint (resume, or a retry after a crash)."""
         self.latest, self.completed, self.verdict = meta["latest"], meta["completed"], meta["verdict"]
         if not self.completed:
-            self.open().set_tags({"ganlab.resumed_at": str(self.trainer.iteration)})
+            self.open().set_tags({TAG_RESUMED_AT: str(self.trainer.iteration)})

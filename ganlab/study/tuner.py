@@ -16,7 +16,7 @@ import ray
 from ray import tune
 
 from ganlab.config import PbtSchedulerConfig, StudyConfig
-from ganlab.study.packs import packing_allowed, plan_packs, trial_slots
+from ganlab.study.packs import PACK_KEY, POINT_KEY, PackSpec, packing_allowed, plan_packs, trial_slots
 from ganlab.study.progress import STALLS, StudyCallback
 from ganlab.study.search import make_scheduler, make_searcher, param_space
 from ganlab.study.trainable import GanTrainable, TrialContext
@@ -159,15 +159,14 @@ def study_space(study: StudyConfig, points: list[dict[str, Any]] | None) -> dict
     if not packing_allowed(study, points is not None):
         return space
     slots = trial_slots(study, ray.cluster_resources())
-    packs = plan_packs(study, space["point"]["grid_search"], slots)
-    if all(len(pack) == 1 for pack in packs):
+    packs = plan_packs(study, space[POINT_KEY]["grid_search"], slots)
+    if not any(pack.packed for pack in packs):
         return space
-    sizes = sorted({len(pack) for pack in packs})
+    sizes = sorted({len(pack.trials) for pack in packs})
     size = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
     print(f"  packs (pack: {study.pack}): {len(packs)} pack(s) of {size} trials, each trained as one vectorised "
           f"model, for {slots} trial slot(s)", flush=True)
-    return {"pack": tune.grid_search([[{"index": lane.index, "point": lane.point} for lane in pack]
-                                      for pack in packs])}
+    return {PACK_KEY: tune.grid_search([pack.to_tune()[PACK_KEY] for pack in packs])}
 
 
 def _recorded_a_trial(path: Path) -> bool:
@@ -258,7 +257,7 @@ def run_study(
             tuner = restored()
         # An interrupted fit() returns normally: count what ended against what the study plans, in study trials.
         # (a trial Tune never started, when the study was interrupted at once, has no config yet: one lane)
-        lanes = [len((r.config or {}).get("pack", [None])) for r in results]
+        lanes = [len(PackSpec.of(r.config).trials) for r in results]
         ended = sum(n for n, r in zip(lanes, results)
                     if r.metrics is not None and bool(r.metrics.get("done")) or r.error is not None)
         errors = sum(n for n, r in zip(lanes, results) if r.error is not None)

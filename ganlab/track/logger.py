@@ -21,9 +21,11 @@ from ganlab.track.spool import OPEN_WAIT_S, SEND_ATTEMPTS, SEND_BACKOFF_S, Spool
 from ganlab.track.store import (
     MAX_METRICS_PER_BATCH,
     MAX_PARAMS_PER_BATCH,
+    TAG_HOST,
     TAG_KIND,
     TAG_LOGGED_THROUGH,
     TAG_PARENT,
+    TAG_PLATFORM,
     TAG_RESTARTS,
     TAG_STUDY,
     TAG_TRIAL_ID,
@@ -100,8 +102,8 @@ class TrialLogger:
             logger.set_tags({**tags, TAG_RESTARTS: str(restarts)})
             return logger
         all_tags = {TAG_PARENT: study.parent_run_id, TAG_STUDY: study.study_name, TAG_KIND: "trial",
-                    TAG_TRIAL_ID: trial_id, "ganlab.host": socket.gethostname(),
-                    "ganlab.platform": platform.platform(), **tags}
+                    TAG_TRIAL_ID: trial_id, TAG_HOST: socket.gethostname(),
+                    TAG_PLATFORM: platform.platform(), **tags}
         run = client.create_run(study.experiment_id, tags=all_tags, run_name=run_name)
         logger = cls(study, run.info.run_id, spool=spool)
         logger.log_params(params)

@@ -30,13 +30,41 @@ MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
 MAX_PARAMS_PER_BATCH = 100  # params + tags per log_batch
 MAX_PARAM_CHARS = 6000
 
-TAG_STUDY = "ganlab.study"
-TAG_KIND = "ganlab.kind"  # "study" for parent runs, "trial" for child runs
-TAG_TRIAL_ID = "ganlab.trial_id"
-TAG_SEED = "ganlab.seed"
-TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
-TAG_SWEPT = "ganlab.swept"  # JSON list of swept dotted keys, on the parent run
+# The store's tag names: every MLflow tag ganlab writes or reads is named here, and only here
+# (tests/track/test_store.py fails on a "ganlab.*" tag literal anywhere else in the package).
 TAG_PARENT = "mlflow.parentRunId"
+TAG_STUDY = "ganlab.study"  # the study's name, on its experiment and on every run
+TAG_KIND = "ganlab.kind"  # "study" for parent runs, "trial" for child runs
+# on a parent run (one `ganlab run` of one phase)
+TAG_PHASE = "ganlab.phase"  # "search" (when absent: older stores) or "confirm"; on the phase's trial runs too
+TAG_CONFIRMS = "ganlab.confirms"  # on a confirmation run: the search run it confirms
+TAG_SWEPT = "ganlab.swept"  # JSON list of swept dotted keys
+TAG_VERSION = "ganlab.version"  # the ganlab that ran the study
+TAG_GIT_COMMIT = "ganlab.git_commit"  # the commit of the study file's repository, when it is in one
+# on a parent run and on a child run
+TAG_HOST = "ganlab.host"  # the machine that created the run
+# on a child run (one study trial)
+TAG_TRIAL_ID = "ganlab.trial_id"  # the trial's id, as Tune's (<prefix>_<number>): a restart finds its run by it
+TAG_TRIAL_NAME = "ganlab.trial_name"  # the trial's short id and its swept values, as its run's name
+TAG_SEED = "ganlab.seed"
+TAG_PLATFORM = "ganlab.platform"  # the worker's OS and Python build
+TAG_DEVICE = "ganlab.device"  # the torch device it trained on
+TAG_GPU_NAME = "ganlab.gpu_name"  # on CUDA only
+TAG_NODE_ID = "ganlab.node_id"  # the Ray node it trained on
+TAG_NODE_IP = "ganlab.node_ip"
+TAG_PID = "ganlab.pid"  # the worker process
+TAG_CONFIG_DIGEST = "ganlab.config_digest"  # a digest of the trial's full config
+TAG_PACK = "ganlab.pack"  # the Tune trial that trains this trial in a pack, beside others (TAG_PACK_LANES)
+TAG_PACK_LANES = "ganlab.pack_lanes"  # how many trials that pack trains
+TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
+TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
+TAG_VERDICT_REASON = "ganlab.verdict_reason"  # why the verdict is what it is
+TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
+TAG_STOP_REASON = "ganlab.stop_reason"  # what ended the trial, in words
+TAG_BEST = "ganlab.best"  # the metric, value and iteration of the best eval step's models (artifacts.save_best)
+TAG_RESTARTS = "ganlab.restarts"  # times the trial continued its run: resumed, retried after a crash, PBT
+TAG_RESUMED_AT = "ganlab.resumed_at"  # the iteration the trial last continued from its own checkpoint
+TAG_PBT_EXPLOITS = "ganlab.pbt_exploits"  # one line per PBT exploit: the iteration, the source, what changed
 # MLflow 3's UI opens an experiment on its GenAI overview unless told it holds training runs
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
@@ -113,11 +141,11 @@ def start_study_run(
         )
     else:
         experiment_id = experiment.experiment_id
-    run_tags = {TAG_STUDY: study_name, TAG_KIND: "study", "ganlab.version": ganlab.__version__,
-                "ganlab.host": socket.gethostname(), **tags}
+    run_tags = {TAG_STUDY: study_name, TAG_KIND: "study", TAG_VERSION: ganlab.__version__,
+                TAG_HOST: socket.gethostname(), **tags}
     commit = _git_commit(study_file.resolve().parent)
     if commit:
-        run_tags["ganlab.git_commit"] = commit
+        run_tags[TAG_GIT_COMMIT] = commit
     run = client.create_run(
         experiment_id, tags=run_tags, run_name=f"{study_name}@{time.strftime('%Y%m%d-%H%M%S')}"
     )
@@ -146,13 +174,6 @@ def study_run_of(tracking_uri: str, parent_run_id: str, study_name: str) -> Stud
 def _param_text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value)
     return text[:MAX_PARAM_CHARS]
-
-
-TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
-TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
-TAG_STOP_REASON = "ganlab.stop_reason"
-TAG_PACK = "ganlab.pack"  # the Tune trial that trains this trial in a pack, beside others (ganlab.pack_lanes)
-TAG_RESTARTS = "ganlab.restarts"  # times the trial continued its run: resumed, retried after a crash, PBT
 
 
 def find_pack_runs(client: MlflowClient, study: StudyRun, pack_id: str, status: str = "RUNNING"):

@@ -16,6 +16,7 @@ from forkserver import run_ganlab
 from ganlab.analysis import load_history, load_study
 from ganlab.diagnose.probe import d_feature_probe
 from ganlab.analysis.trials import _verify
+from ganlab.track.store import TAG_BEST
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +76,7 @@ def test_best_weights_are_those_of_the_best_eval_step(digits):
     lowest = fd.loc[fd["value"].idxmin()]
     assert best.best["metric"] == "eval/fd" and best.best["value"] == pytest.approx(lowest["value"])
     assert best.iteration == best.best["iteration"] == lowest["step"]
-    assert "eval/fd" in MlflowClient(uri).get_run(run_id).data.tags["ganlab.best"]
+    assert "eval/fd" in MlflowClient(uri).get_run(run_id).data.tags[TAG_BEST]
 
 
 def test_sample_writes_n_samples_reproducibly(digits, tmp_path):

@@ -1,8 +1,10 @@
 """Packs in a study: which trials share a pack, and a packed study that gives every trial the numbers, tags,
 artifacts and ending it gets when each trial trains alone (`pack: 1`), through the real `ganlab run`."""
 
+import json
 import subprocess
 import textwrap
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +15,9 @@ from mlflow.tracking import MlflowClient
 from ganlab.analysis import load_study as load_frame
 from ganlab.analysis.trials import load_trial
 from ganlab.config import ConfigError, load_study
-from ganlab.study.packs import plan_packs, trial_slots
+from ganlab.study.packs import PackSpec, TrialId, TrialSpec, plan_packs, trial_slots
+from ganlab.study.progress import StudyCallback
+from ganlab.track.store import TAG_PACK, TAG_PACK_LANES
 from ganlab.study.progress import trial_counts
 from conftest import seed_store
 from forkserver import run_ganlab
@@ -41,17 +45,19 @@ def test_packs_hold_one_shape_and_fill_the_slots_evenly(tmp_path):
     study = _study(tmp_path, MIXED)
     points = study.points()
     packs = plan_packs(study, points, slots=4)  # 30 trials on 4 slots: lanes of at most ceil(30 / 4) = 8
-    assert sorted(lane.index for pack in packs for lane in pack) == list(range(30))  # every trial exactly once
+    assert sorted(trial.index for pack in packs for trial in pack.trials) == list(range(30))  # each exactly once
     for pack in packs:
-        assert len({points[lane.index]["loss.name"] for lane in pack}) == 1  # a loss is part of the shape
-        assert 7 <= len(pack) <= 8  # 15 trials of a loss in 2 packs: 8 + 7, never 8 + 7 + ... + 1
+        assert len({points[trial.index]["loss.name"] for trial in pack.trials}) == 1  # a loss is part of the shape
+        assert 7 <= len(pack.trials) <= 8  # 15 trials of a loss in 2 packs: 8 + 7, never 8 + 7 + ... + 1
+        assert all(trial.point == points[trial.index] for trial in pack.trials)
     assert len(packs) == 4
-    assert [p[0].index for p in packs] == sorted(p[0].index for p in packs)  # in the points' order
-    assert all(len(p) == 1 for p in plan_packs(study.model_copy(update={"pack": 1}), points, 4))
+    assert [p.trials[0].index for p in packs] == sorted(p.trials[0].index for p in packs)  # in the points' order
+    alone = plan_packs(study.model_copy(update={"pack": 1}), points, 4)
+    assert all(len(p.trials) == 1 and not p.packed for p in alone) and [p.trials[0].index for p in alone] == list(range(30))
     capped = plan_packs(study.model_copy(update={"pack_max": 3}), points, 1)
-    assert max(len(p) for p in capped) == 3 and len(capped) == 10
+    assert max(len(p.trials) for p in capped) == 3 and len(capped) == 10
     explicit = plan_packs(study.model_copy(update={"pack": 5}), points, 64)
-    assert [len(p) for p in explicit] == [5] * 6
+    assert [len(p.trials) for p in explicit] == [5] * 6
 
 
 def test_trial_slots_count_cpus_gpus_and_the_concurrency_cap(tmp_path):
@@ -83,6 +89,72 @@ def test_a_pack_that_is_neither_auto_nor_a_count_is_refused(tmp_path, value):
     with pytest.raises(ConfigError) as e:
         _study(tmp_path, MIXED + f"    pack: {value}\n")
     assert e.value.key.startswith("pack")
+
+
+# --- the typed pack spec and trial id -------------------------------------------------------------------------
+
+
+def test_a_trial_id_keeps_tunes_strings_exactly():
+    """MLflow runs are found again by these strings after a resume: the formats are the contract."""
+    tid = TrialId.of("a1b2c_00003")
+    assert (str(tid), tid.prefix, tid.short) == ("a1b2c_00003", "a1b2c", "00003")
+    assert str(tid.numbered(7)) == "a1b2c_00007" and str(tid.numbered(12345)) == "a1b2c_12345"
+    assert str(tid.numbered(123456)) == "a1b2c_123456"  # five digits at least, as Tune's own
+    assert TrialId.of("a_b_00001").prefix == "a_b"  # the number is after the last "_"
+    bare = TrialId.of("abc")  # no "_": all prefix, and shown whole
+    assert (bare.prefix, bare.short, str(bare.numbered(3))) == ("abc", "abc", "abc_00003")
+    for raw in ("a1b2c_00003", "a_b_00001", "abc", "f00d_99999"):  # the string surgery it replaces
+        tid = TrialId.of(raw)
+        assert TrialId.of(str(tid)) == tid == TrialId.of(tid) and hash(tid) == hash(TrialId(raw))
+        assert tid.short == raw.rsplit("_", 1)[-1] and str(tid.numbered(42)) == f"{raw.rsplit('_', 1)[0]}_{42:05d}"
+    with pytest.raises(ValueError):
+        TrialId.of("")
+
+
+def test_a_pack_spec_reads_and_writes_tunes_json_unchanged():
+    stored = {"pack": [{"index": 3, "point": {"optim.lr_ratio": 2, "seed": 0}},
+                       {"index": 7, "point": {"optim.lr_ratio": 4, "seed": 1}}]}
+    pack = PackSpec.of(json.loads(json.dumps(stored)))  # as a resumed study's Tune state holds it
+    assert pack.trials == (TrialSpec(3, {"optim.lr_ratio": 2, "seed": 0}), TrialSpec(7, {"optim.lr_ratio": 4, "seed": 1}))
+    assert pack.packed and pack.to_tune() == stored and PackSpec.of(pack.to_tune()) == pack
+    assert [str(t) for t in pack.trial_ids("e9f8a_00001")] == ["e9f8a_00003", "e9f8a_00007"]
+
+    one = PackSpec.of({"pack": [{"index": 5, "point": {"seed": 2}}]})  # a planned pack of one: a trial alone
+    assert not one.packed and one.to_tune() == {"pack": [{"index": 5, "point": {"seed": 2}}]}
+    assert [str(t) for t in one.trial_ids("e9f8a_00001")] == ["e9f8a_00001"]
+
+    point = PackSpec.of({"point": {"seed": 1}})  # grid, random and PBT trials
+    assert point.trials == (TrialSpec(None, {"seed": 1}),) and point.to_tune() == {"point": {"seed": 1}}
+    assert not point.packed and [str(t) for t in point.trial_ids("e9f8a_00004")] == ["e9f8a_00004"]
+    assert PackSpec.of({"optim.lr_ratio": 2.5}).trials == (TrialSpec(None, {"optim.lr_ratio": 2.5}),)  # Optuna
+    assert PackSpec.of(None).trials == PackSpec.of({}).trials == (TrialSpec(None, {}),)  # never started
+    with pytest.raises(ValueError):
+        PackSpec(())
+    with pytest.raises(ValueError):
+        PackSpec((TrialSpec(None, {}), TrialSpec(1, {})))
+
+
+def test_the_packed_param_space_is_the_json_tune_always_stored(tmp_path, monkeypatch):
+    import ray
+
+    from ganlab.study.tuner import study_space
+
+    study = _study(tmp_path, MIXED)
+    points = study.points()
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4.0})
+    space = study_space(study, None)
+    packs = plan_packs(study, points, 4)
+    assert space == {"pack": {"grid_search": [[{"index": t.index, "point": t.point} for t in p.trials] for p in packs]}}
+    assert [PackSpec.of({"pack": entry}) for entry in space["pack"]["grid_search"]] == packs
+    alone = study.model_copy(update={"pack": 1})
+    assert study_space(alone, None) == {"point": {"grid_search": points}}
+
+
+def test_progress_labels_a_pack_of_several_and_a_trial_alone():
+    several = SimpleNamespace(config=PackSpec((TrialSpec(0, {"seed": 0}), TrialSpec(1, {"seed": 1}))).to_tune())
+    assert StudyCallback._label(several) == "pack of 2 trials (seed=0 ...)"
+    for config in ({"point": {"seed": 3}}, {"pack": [{"index": 3, "point": {"seed": 3}}]}, {"seed": 3}):
+        assert StudyCallback._label(SimpleNamespace(config=config)) == "seed=3"
 
 
 def test_counts_add_up_in_trials_when_packs_hold_several():
@@ -155,10 +227,13 @@ def test_a_packed_study_gives_every_trial_its_solo_numbers_runs_and_ending(packe
     assert sorted(a["trial"].str.split(" ").str[0]) == [f"{i:05d}" for i in range(6)]  # named by the study's order
 
     client = MlflowClient(packed_uri)
-    packs = {client.get_run(r).data.tags.get("ganlab.pack") for r in a["run_id"]}
+    packs = {client.get_run(r).data.tags.get(TAG_PACK) for r in a["run_id"]}
     assert len(packs) == 2 and None not in packs  # tagged with their pack
-    assert all(client.get_run(r).data.tags.get("ganlab.pack_lanes") == "3" for r in a["run_id"])
-    assert all("ganlab.pack" not in MlflowClient(alone_uri).get_run(r).data.tags for r in b["run_id"])
+    for run_id, trial_id, name in zip(a["run_id"], a["trial_id"], a["trial"]):  # its pack's prefix, its own number
+        pack = TrialId.of(client.get_run(run_id).data.tags[TAG_PACK])
+        assert TrialId.of(trial_id).prefix == pack.prefix and name.split(" ")[0] == TrialId.of(trial_id).short
+    assert all(client.get_run(r).data.tags.get(TAG_PACK_LANES) == "3" for r in a["run_id"])
+    assert all(TAG_PACK not in MlflowClient(alone_uri).get_run(r).data.tags for r in b["run_id"])
 
     ha, hb = _histories(packed_uri, root / "a"), _histories(alone_uri, root / "b")
     assert ha.keys() == hb.keys()

@@ -16,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import load_study
+from ganlab.track.store import TAG_KIND, TAG_SEED, TAG_STOP_REASON
 from conftest import ARTIFACTS, chromium, free_port
 from forkserver import run_ganlab, start_ganlab
 
@@ -91,8 +92,8 @@ def test_one_parent_and_n_children(uri, study_dir):
     exp = client.get_experiment_by_name("tiny")
     runs = client.search_runs([exp.experiment_id])
     mine = parent_of(study_dir[2])
-    parents = [r for r in runs if r.data.tags.get("ganlab.kind") == "study" and r.info.run_id == mine]
-    children = [r for r in runs if r.data.tags.get("ganlab.kind") == "trial"
+    parents = [r for r in runs if r.data.tags.get(TAG_KIND) == "study" and r.info.run_id == mine]
+    children = [r for r in runs if r.data.tags.get(TAG_KIND) == "trial"
                 and r.data.tags.get("mlflow.parentRunId") == mine]
     assert len(parents) == 1 and len(children) == N
     parent = parents[0]
@@ -106,7 +107,7 @@ def test_one_parent_and_n_children(uri, study_dir):
         p = child.data.params
         assert p["train.steps"] == str(STEPS) and p["data.name"] == "ring8" and p["model.width"] == "16"
         combos.add((float(p["optim.lr_ratio"]), int(p["seed"])))
-        assert child.data.tags["ganlab.seed"] == p["seed"]
+        assert child.data.tags[TAG_SEED] == p["seed"]
         history = client.get_metric_history(child.info.run_id, "acc/real")
         assert sorted(m.step for m in history) == MLFLOW_STEPS
         evals = client.get_metric_history(child.info.run_id, "eval/modes")
@@ -228,7 +229,7 @@ def test_a_diverging_trial_ends_as_diverged_and_the_study_goes_on(tmp_path, ray_
     assert df.loc[1e6, "verdict"] == "diverged" and df.loc[1e-3, "verdict"] != "diverged"
     assert df.loc[1e6, "progress/g_steps"] < 200 and df.loc[1e-3, "progress/g_steps"] == 200
     run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(df.loc[1e6, "run_id"])
-    assert run.data.tags["ganlab.stop_reason"].startswith("diverged at iteration")
+    assert run.data.tags[TAG_STOP_REASON].startswith("diverged at iteration")
 
 
 def test_each_trial_stores_samples_history_curves_and_weights(uri, study_dir, tmp_path):

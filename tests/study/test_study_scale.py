@@ -25,6 +25,20 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import compare, load_study
+from ganlab.track.store import (
+    TAG_BEST,
+    TAG_CONFIRMS,
+    TAG_KIND,
+    TAG_LOGGED_THROUGH,
+    TAG_NODE_ID,
+    TAG_PACK,
+    TAG_PBT_EXPLOITS,
+    TAG_PID,
+    TAG_RESTARTS,
+    TAG_RESUMED_AT,
+    TAG_STATUS,
+    TAG_VERDICT,
+)
 from conftest import free_port, seed_store
 from forkserver import Child, run_ganlab, start_ganlab
 
@@ -77,9 +91,9 @@ def snapshot(workdir: Path, name: str, parent: str | None = None) -> dict:
     runs = client.search_runs([experiment.experiment_id])
     if parent is not None:
         runs = [r for r in runs if parent in (r.info.run_id, r.data.tags.get("mlflow.parentRunId"))]
-    out = {"statuses": sorted((r.data.tags["ganlab.kind"], r.info.status) for r in runs)}
+    out = {"statuses": sorted((r.data.tags[TAG_KIND], r.info.status) for r in runs)}
     for r in runs:
-        if r.data.tags["ganlab.kind"] != "trial":
+        if r.data.tags[TAG_KIND] != "trial":
             continue
         key = (r.data.params["optim.lr_ratio"], r.data.params["seed"])
         histories = {k: sorted((m.step, _clean(m.value)) for m in client.get_metric_history(r.info.run_id, k))
@@ -91,9 +105,9 @@ def snapshot(workdir: Path, name: str, parent: str | None = None) -> dict:
                                                 weights_only=True)) for name in ("final", "best")}
         parquet = parquet[[c for c in parquet.columns if not c.startswith("cost/")]]
         histories["parquet"] = [{k: _clean(v) for k, v in row.items()} for row in parquet.to_dict("records")]
-        out[key] = {"weights": weights, "best": r.data.tags.get("ganlab.best"),  # best step survives restarts
-                    "status": r.info.status, "verdict": r.data.tags.get("ganlab.verdict"),
-                    "trial_status": r.data.tags.get("ganlab.status"), "final": finals, "histories": histories}
+        out[key] = {"weights": weights, "best": r.data.tags.get(TAG_BEST),  # best step survives restarts
+                    "status": r.info.status, "verdict": r.data.tags.get(TAG_VERDICT),
+                    "trial_status": r.data.tags.get(TAG_STATUS), "final": finals, "histories": histories}
     return out
 
 
@@ -275,7 +289,7 @@ def test_killed_driver_then_resume_equals_an_uninterrupted_study(reference, tmp_
     trials = load_study("resumable", uri_of(tmp_path), run="all")
     assert len(trials) == 4  # no duplicate trial runs
     client = MlflowClient(uri_of(tmp_path))  # the trials in flight continued from checkpoints, and say so
-    assert any(int(client.get_run(r).data.tags.get("ganlab.resumed_at", 0)) >= 200 for r in trials["run_id"])
+    assert any(int(client.get_run(r).data.tags.get(TAG_RESUMED_AT, 0)) >= 200 for r in trials["run_id"])
 
 
 def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference):
@@ -291,7 +305,7 @@ def test_fresh_starts_over_instead_of_resuming_an_interrupted_study(reference):
     trials = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{new['parent_run_id']}'")
     assert len(trials) == 4
     for trial in trials:  # a restored trial is tagged with the iteration it continued from
-        assert "ganlab.resumed_at" not in trial.data.tags and trial.data.tags.get("ganlab.restarts", "0") == "0"
+        assert TAG_RESUMED_AT not in trial.data.tags and trial.data.tags.get(TAG_RESTARTS, "0") == "0"
     old = client.search_runs([experiment.experiment_id],
                              f"tags.`mlflow.parentRunId` = '{interrupted['parent_run_id']}'")
     assert old and {r.info.status for r in old} == {"KILLED"}  # kept, closed, not continued
@@ -301,12 +315,12 @@ def test_killed_worker_resumes_its_trial_from_the_checkpoint(reference, tmp_path
     proc = start(tmp_path, ray_cluster)
     client = store_client(tmp_path, proc)
     victim = _running_trial_run(client, proc, tmp_path, 400)
-    os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
+    os.kill(int(victim.data.tags[TAG_PID]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()[-3000:]
     assert "ActorDiedError" in (tmp_path / "driver.log").read_text()  # it really died
     run_after = client.get_run(victim.info.run_id)
-    assert run_after.data.tags["ganlab.restarts"] == "1" and run_after.info.status == "FINISHED"
-    assert int(run_after.data.tags["ganlab.resumed_at"]) >= 200  # from a checkpoint, not from scratch
+    assert run_after.data.tags[TAG_RESTARTS] == "1" and run_after.info.status == "FINISHED"
+    assert int(run_after.data.tags[TAG_RESUMED_AT]) >= 200  # from a checkpoint, not from scratch
     assert_same(snapshot(tmp_path, "resumable"), reference["snapshot"])
 
 
@@ -330,7 +344,7 @@ def _running_trial_run(client, proc, workdir: Path, min_step: int, max_step: int
                                       "attributes.status = 'RUNNING' and tags.`ganlab.kind` = 'trial'")
         except Exception:  # noqa: BLE001 - the store is busy with the trials' writes
             runs = []
-        victim = next((r for r in runs if min_step <= int(r.data.tags.get("ganlab.logged_through", -1)) <= max_step),
+        victim = next((r for r in runs if min_step <= int(r.data.tags.get(TAG_LOGGED_THROUGH, -1)) <= max_step),
                       None)
         if victim is not None:
             return victim
@@ -346,12 +360,12 @@ def test_a_trial_out_of_retries_fails_alone_and_nothing_is_left_running(tmp_path
     proc = start(tmp_path, ray_cluster, study + f"max_failures: 0\nflush_interval_s: 0\npack: {pack}\n")
     client = store_client(tmp_path, proc)
     victim = _running_trial_run(client, proc, tmp_path, 200)
-    os.kill(int(victim.data.tags["ganlab.pid"]), signal.SIGKILL)
+    os.kill(int(victim.data.tags[TAG_PID]), signal.SIGKILL)
     assert proc.wait(timeout=600) == 1  # a failed trial fails the study's exit code ...
     out = (tmp_path / "driver.log").read_text()
     df = load_study("resumable", uri_of(tmp_path))
     assert len(df) == 4  # ... but every other trial ran to the end
-    pack_of = {r: client.get_run(r).data.tags.get("ganlab.pack") for r in df["run_id"]}
+    pack_of = {r: client.get_run(r).data.tags.get(TAG_PACK) for r in df["run_id"]}
     lost = [r for r in df["run_id"] if r == victim.info.run_id
             or (pack == "auto" and pack_of[r] == pack_of[victim.info.run_id])]
     assert len(lost) == (1 if pack == "1" else 2)
@@ -426,7 +440,7 @@ def test_two_node_cluster_on_loopback_with_token_auth(tmp_path):
     client = MlflowClient(uri_of(tmp_path))
     df = load_study("resumable", uri_of(tmp_path))
     assert len(df) == 4 and (df["status"] == "FINISHED").all()
-    nodes = {client.get_run(r).data.tags["ganlab.node_id"] for r in df["run_id"]}
+    nodes = {client.get_run(r).data.tags[TAG_NODE_ID] for r in df["run_id"]}
     assert len(nodes) == 2, "the trials did not use both nodes"
     for run_id in df["run_id"]:  # every trial's metrics arrived, from either node
         assert [m.step for m in sorted(client.get_metric_history(run_id, "acc/real"), key=lambda m: m.step)] == \
@@ -473,7 +487,7 @@ def test_optuna_multi_objective_conditional_search_with_confirmation(tmp_path, r
     confirm = load_study("opt", uri_of(tmp_path), phase="confirm")
     assert len(confirm) == 2 * 2 and set(confirm["seed"]) == {1, 2}  # new seeds: the search used seed 0
     parent = MlflowClient(uri_of(tmp_path)).get_run(confirm["parent_run_id"][0])
-    assert parent.data.tags["ganlab.confirms"] == search["parent_run_id"][0]
+    assert parent.data.tags[TAG_CONFIRMS] == search["parent_run_id"][0]
     best = search.groupby(["optim.lr_ratio", "loss.name"], dropna=False)["eq/acc_gap"].mean().nsmallest(2)
     assert set(confirm["optim.lr_ratio"]) == {r for r, _ in best.index}
     # the search next to its confirmation, per configuration
@@ -590,7 +604,7 @@ def test_pbt_exploits_at_aligned_checkpoints_and_applies_its_perturbations(tmp_p
     exploits, moved, d_changed = 0, 0, 0
     for run_id in df["run_id"]:
         tags = client.get_run(run_id).data.tags
-        for event in [e for e in tags.get("ganlab.pbt_exploits", "").splitlines() if e]:
+        for event in [e for e in tags.get(TAG_PBT_EXPLOITS, "").splitlines() if e]:
             exploits += 1
             step = int(re.match(r"iteration (\d+): cloned", event).group(1))
             assert step % 100 == 0  # exploits happen at perturbation steps, in training iterations
@@ -647,7 +661,7 @@ def test_pbt_with_integer_grid_values_keeps_float_keys_float_and_in_range(tmp_pa
     for run_id in df["run_id"]:
         ratios |= {m.value for m in client.get_metric_history(run_id, "hp/optim.lr_ratio")}
         d_steps |= {m.value for m in client.get_metric_history(run_id, "hp/schedule.d_steps")}
-        exploits += len([e for e in client.get_run(run_id).data.tags.get("ganlab.pbt_exploits", "").splitlines() if e])
+        exploits += len([e for e in client.get_run(run_id).data.tags.get(TAG_PBT_EXPLOITS, "").splitlines() if e])
     assert exploits >= 1
     assert all(0.25 <= r <= 32.0 for r in ratios) and any(r != int(r) for r in ratios), ratios  # resampled floats
     assert d_steps <= {1.0, 2.0, 3.0}
@@ -680,7 +694,7 @@ def test_a_resumed_synchronous_pbt_study_finishes(tmp_path, ray_cluster):
     assert "Resuming the interrupted search" in resumed.stdout and "stalled" not in resumed.stdout
     (row,) = load_study("pbtresume", uri_of(tmp_path)).itertuples()
     assert row.trial_status == "finished"
-    resumed_at = int(MlflowClient(uri_of(tmp_path)).get_run(row.run_id).data.tags["ganlab.resumed_at"])
+    resumed_at = int(MlflowClient(uri_of(tmp_path)).get_run(row.run_id).data.tags[TAG_RESUMED_AT])
     assert 50 <= resumed_at < steps
     history = MlflowClient(uri_of(tmp_path)).get_metric_history(row.run_id, "loss/d")
     assert [m.step for m in history] == list(range(50, steps + 1, 50))  # each step once, none lost

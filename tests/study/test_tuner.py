@@ -9,6 +9,7 @@ import time
 from ray.tune.tune import _setup_signal_catching
 
 from ganlab.study.tuner import _recorded_a_trial, tune_interrupts
+from ganlab.track.store import TAG_RESUMED_AT
 
 
 def test_a_study_interrupted_before_its_first_trial_starts_again_instead_of_being_restored(tmp_path):
@@ -112,5 +113,5 @@ def test_a_stalled_tune_loop_is_restarted_and_every_trial_finishes_from_its_chec
     client = MlflowClient(uri)
     for run_id in df["run_id"]:
         run = client.get_run(run_id)
-        assert run.data.tags.get("ganlab.resumed_at") == "50", run.data.tags
+        assert run.data.tags.get(TAG_RESUMED_AT) == "50", run.data.tags
         assert [m.step for m in client.get_metric_history(run_id, "loss/d")] == list(range(10, 101, 10))

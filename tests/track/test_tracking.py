@@ -7,7 +7,11 @@ from mlflow.tracking import MlflowClient
 
 from ganlab.track.logger import TrialLogger
 from ganlab.track.store import (
+    TAG_KIND,
+    TAG_LOGGED_THROUGH,
+    TAG_NODE_ID,
     TAG_PARENT,
+    TAG_RESTARTS,
     StudyRun,
     default_artifact_location,
     resolve_tracking_uri,
@@ -43,7 +47,7 @@ def study_run(tmp_path, sqlite_uri) -> StudyRun:
 def test_parent_run_holds_study_file_and_space(study_run, sqlite_uri, tmp_path):
     client = MlflowClient(sqlite_uri)
     run = client.get_run(study_run.parent_run_id)
-    assert run.data.tags["ganlab.kind"] == "study" and run.data.tags["x"] == "y"
+    assert run.data.tags[TAG_KIND] == "study" and run.data.tags["x"] == "y"
     assert json.loads(run.data.params["sweep.optim.lr_ratio"]) == {"grid": [1, 2]}
     assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["s.yaml"]
     assert (tmp_path / "mlartifacts").is_dir()  # artifacts beside the store, not in some cwd
@@ -81,7 +85,7 @@ def test_a_restarted_trial_continues_its_own_run_and_skips_stored_steps(study_ru
         first.log_metrics(step, {"m": float(step)})
     first.flush()  # committed through step 30 ...
     first.log_metrics(40, {"m": 40.0})  # ... step 40 computed but never flushed: the worker died here
-    again = TrialLogger.open(study_run, "trial-2", "t2", {"seed": 0}, {"ganlab.node": "n2"}, {})
+    again = TrialLogger.open(study_run, "trial-2", "t2", {"seed": 0}, {TAG_NODE_ID: "n2"}, {})
     assert again.run_id == first.run_id and again.logged_through == 30
     client = MlflowClient(sqlite_uri)
     assert client.get_run(again.run_id).info.status == "RUNNING"
@@ -90,8 +94,8 @@ def test_a_restarted_trial_continues_its_own_run_and_skips_stored_steps(study_ru
     again.end("FINISHED")
     assert sorted(m.step for m in client.get_metric_history(again.run_id, "m")) == [10, 20, 30, 40, 50]
     run = client.get_run(again.run_id)
-    assert run.info.status == "FINISHED" and run.data.tags["ganlab.node"] == "n2"
-    assert run.data.tags["ganlab.logged_through"] == "50"
+    assert run.info.status == "FINISHED" and run.data.tags[TAG_NODE_ID] == "n2"  # the new tags replace the old
+    assert run.data.tags[TAG_LOGGED_THROUGH] == "50" and run.data.tags[TAG_RESTARTS] == "1"
     other = TrialLogger.open(study_run, "trial-3", "t3", {}, {}, {})
     assert other.run_id != first.run_id
 

@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 import ganlab
 from ganlab.analysis import load_study
+from ganlab.track.store import TAG_LOGGED_THROUGH
 from conftest import free_port, seed_store
 from forkserver import run_ganlab, start_ganlab
 
@@ -195,7 +196,7 @@ def test_a_server_outage_mid_study_loses_nothing(tmp_path, ray_cluster):
         assert proc.poll() is None and time.time() < deadline, (tmp_path / "driver.log").read_text()[-3000:]
         exp = client.get_experiment_by_name("outage")
         runs = client.search_runs([exp.experiment_id], "tags.`ganlab.kind` = 'trial'") if exp else []
-        if len(runs) == 2 and all(int(r.data.tags.get("ganlab.logged_through", -1)) >= 100 for r in runs):
+        if len(runs) == 2 and all(int(r.data.tags.get(TAG_LOGGED_THROUGH, -1)) >= 100 for r in runs):
             break
         time.sleep(0.3)
     _stop_server(server)

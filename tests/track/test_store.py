@@ -1,0 +1,90 @@
+"""ganlab.track.store: the one home of the store's tag names. The study writes them and the analysis reads them
+back (peers that share names only through ``track``), so a tag retyped as a literal anywhere else is a name
+that can drift from the one its reader uses. The check reads every module's ``ast``, as tests/test_layout.py."""
+
+import ast
+import re
+import textwrap
+from pathlib import Path
+
+import ganlab
+from ganlab.track import store
+
+PACKAGE = Path(ganlab.__file__).resolve().parent
+TAGS = {value: name for name, value in vars(store).items() if name.startswith("TAG_")}
+TAG_LIKE = re.compile(r"ganlab\.[a-z][a-z0-9_]*")  # "ganlab.<word>": a tag's shape
+IN_FILTER = re.compile(r"tags\.[`\"']?(ganlab\.[a-z][a-z0-9_]*)")  # a tag inside an MLflow search filter
+# "ganlab."-prefixed strings that name no tag: the package's modules (imports, loggers) and the study's log file
+MODULES = {".".join(("ganlab", *p.relative_to(PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+           for p in PACKAGE.rglob("*.py")}
+NOT_TAGS = {"ganlab.log"}  # ganlab.cli.common.LOG_FILE
+# Tag literals in code another change owns (the trainer split rewrites how TrialRun and GanTrainable consume
+# the trainer's reports): each has its constant in store.py already. Switch the code to the constant, then drop
+# the literal here; test_tag_names_live_in_track fails on an entry the code no longer holds.
+PENDING: dict[str, set[str]] = {}  # literals awaiting their constant (none left)
+
+
+def _is_tag(text: str) -> bool:
+    """A tag constant's value (``ganlab.study`` is the package's name too: a tag all the same), or any other
+    ``ganlab.<word>`` that names no module and no file."""
+    return text in TAGS or (TAG_LIKE.fullmatch(text) is not None and text not in MODULES and text not in NOT_TAGS)
+
+
+def tag_literals(root: Path) -> dict[str, set[str]]:
+    """The tag names typed as string literals in each module under ``root`` (a package laid out as ganlab's),
+    by path relative to it; ``track/``, their home, is not searched."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("track/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                names = {node.value} if _is_tag(node.value) else set()
+                names |= set(IN_FILTER.findall(node.value))
+                if names:
+                    found.setdefault(rel, set()).update(names)
+    return found
+
+
+def test_tag_names_live_in_track():
+    found = tag_literals(PACKAGE)
+    stray = {path: sorted(names - PENDING.get(path, set())) for path, names in found.items()}
+    stray = {path: names for path, names in stray.items() if names}
+    assert not stray, (f"tag names typed as literals outside ganlab/track: {stray}; name each in "
+                       "ganlab/track/store.py (TAG_*) and import it")
+    done = {path: sorted(names - found.get(path, set())) for path, names in PENDING.items()}
+    assert not any(done.values()), f"no longer literals, drop them from PENDING: {done}"
+    assert set().union(*PENDING.values()) <= TAGS.keys()  # each has its constant already
+
+
+def test_the_check_finds_what_it_should_and_nothing_else(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "track").mkdir()
+    (tmp_path / "study" / "x.py").write_text(textwrap.dedent('''
+        """A docstring may say that ganlab.phase is a tag."""
+        import importlib
+        import logging
+
+        tags = {"ganlab.phase": "search", "ganlab.study": "s", "mlflow.parentRunId": "p"}  # known tags
+        fresh = {"ganlab.brand_new": "1"}  # a tag store.py does not know yet
+        query = "tags.`ganlab.kind` = 'trial'"  # inside a search filter
+        LOG_FILE = "ganlab.log"
+        moved = importlib.import_module("ganlab.diagnose.probe")
+        log = logging.getLogger("ganlab.cli")
+        text = f"ganlab: {tags}"
+    '''))
+    (tmp_path / "track" / "store.py").write_text('TAG_PHASE = "ganlab.phase"\n')  # their home
+    assert tag_literals(tmp_path) == {"study/x.py": {"ganlab.phase", "ganlab.study", "mlflow.parentRunId",
+                                                     "ganlab.brand_new", "ganlab.kind"}}
+
+
+def test_each_tag_has_one_constant_and_ganlab_track_exports_it():
+    import ganlab.track
+
+    names = [name for name in vars(store) if name.startswith("TAG_")]
+    assert len(TAGS) == len(names), "two TAG_* constants name the same tag"
+    assert set(names) <= set(ganlab.track.__all__) and all(getattr(ganlab.track, n) == getattr(store, n) for n in names)
+    assert all(TAG_LIKE.fullmatch(value) or value.startswith("mlflow.") for value in TAGS)
+    assert {"ganlab.phase", "ganlab.confirms", "ganlab.pack", "ganlab.pack_lanes", "ganlab.trial_name",
+            "ganlab.best", "ganlab.restarts", "ganlab.resumed_at", "ganlab.verdict_reason"} <= TAGS.keys()
