@@ -19,16 +19,6 @@ import torch
 MIN_POINTS = 16  # fewer steps in a window: no period, no test
 
 
-def oscillation(values: torch.Tensor) -> dict[str, float]:
-    """Population standard deviation and peak-to-peak amplitude of a window (0 for a constant)."""
-    if values.numel() == 0:
-        return {"std": math.nan, "ptp": math.nan}
-    return {
-        "std": float(values.std(unbiased=False)),
-        "ptp": float(values.max() - values.min()),
-    }
-
-
 def detrend(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(residuals, slope per step) of the least-squares line through each series along the last dimension."""
     n = x.shape[-1]
@@ -95,8 +85,9 @@ def beyond_noise(values: torch.Tensor, noise_var: torch.Tensor) -> dict[str, tor
 
 
 def zero_crossings(values: torch.Tensor) -> torch.Tensor:
-    """``zero_crossing_rate`` of each column of (n, ...) series at once: sign changes per step around each
-    column's median, a zero (a value at the median) taking the sign before it."""
+    """Sign changes per step of each column of (n, ...) series at once, around the column's median: ~0 for a
+    settled series, 1 for one that flips at every step. A zero (a value at the median) takes the sign before it,
+    so it is neither a crossing nor two; the changes are counted over the n - 1 steps. NaN for fewer than 2."""
     n = values.shape[0]
     if n < 2:
         return torch.full(values.shape[1:], math.nan, dtype=torch.float64, device=values.device)
@@ -106,15 +97,3 @@ def zero_crossings(values: torch.Tensor) -> torch.Tensor:
     filled = signs.gather(0, last)
     changes = (filled[1:] != filled[:-1]) & (filled[1:] != 0) & (filled[:-1] != 0)
     return changes.double().sum(0) / (n - 1)
-
-
-def zero_crossing_rate(values: torch.Tensor) -> float:
-    """Sign changes per step of a series around its median: ~0 for a settled series, high for a flickering one."""
-    if values.numel() < 2:
-        return math.nan
-    centred = values.double() - torch.quantile(values.double(), 0.5)
-    signs = torch.sign(centred)
-    signs = signs[signs != 0]
-    if signs.numel() < 2:
-        return 0.0
-    return float((signs[1:] != signs[:-1]).double().sum()) / (values.numel() - 1)

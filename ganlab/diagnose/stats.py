@@ -9,9 +9,10 @@ import torch
 
 
 class Collector:
-    """Accumulates scalars reported from anywhere in a step; ``reduce`` averages them per interval.
+    """Accumulates values reported from anywhere in a step; ``reduce_lanes`` averages them per interval.
 
-    Values stay tensors until ``reduce``: no host sync per step, which matters once trials run on GPUs.
+    Values stay tensors, and ``reduce_lanes`` returns tensors: no host sync per step, which matters once trials
+    run on GPUs.
     """
 
     def __init__(self) -> None:
@@ -35,15 +36,6 @@ class Collector:
     def load_state_dict(self, state: dict) -> None:
         self._sum = {k: v.clone() for k, v in state["sum"].items()}
         self._count = defaultdict(int, state["count"])
-
-    def reduce(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for name, total in self._sum.items():
-            means = (total / self._count[name]).tolist()
-            out.update(zip(name, means) if isinstance(name, tuple) else [(name, means)])
-        self._sum.clear()
-        self._count.clear()
-        return out
 
     def reduce_lanes(self) -> dict[str, torch.Tensor]:
         """The interval means of values reported per lane ((L,) under a name, (L, K) under K names): each name's

@@ -1,54 +1,15 @@
+"""ganlab.diagnose.samples: sample quality against known answers (modes and high-quality samples of the mixtures,
+reverse KL, Frechet distance, sliced Wasserstein), and the digits' scores through their classifier."""
+
 import math
 
 import pytest
 import torch
 
 from ganlab.config import Grid25Config, Ring8Config
-from ganlab.data import make_dataset
-from ganlab.diagnose.balance import d_accuracy
-from ganlab.diagnose.oscillation import oscillation
-from ganlab.diagnose.samples import mode_metrics
-from ganlab.diagnose.stats import Collector, SlidingWindow
-
-
-def test_d_accuracy_hand_computed():
-    real = torch.tensor([2.0, -1.0, 0.5, 3.0])  # 3 of 4 called real
-    fake = torch.tensor([-2.0, 1.0, 4.0, 0.1])  # 1 of 4 called fake
-    acc_real, acc_fake = d_accuracy(real, fake)
-    assert acc_real.item() == 0.75 and acc_fake.item() == 0.25
-
-
-def test_oscillation_of_sine_and_constant():
-    t = torch.arange(1000, dtype=torch.float64)
-    sine = 1.386 + 0.3 * torch.sin(2 * math.pi * t / 40)  # 25 full periods, peaks sampled
-    osc = oscillation(sine)
-    assert osc["std"] == pytest.approx(0.3 / math.sqrt(2), rel=1e-6)
-    assert osc["ptp"] == pytest.approx(0.6, rel=1e-9)
-    flat = oscillation(torch.full((100,), 0.693, dtype=torch.float64))
-    assert flat["std"] == pytest.approx(0.0, abs=1e-12) and flat["ptp"] == 0.0
-
-
-def test_sliding_window_keeps_last_values():
-    w = SlidingWindow(3)
-    for v in [1, 2, 3, 4, 5]:
-        w.push(v)
-    assert w.values().tolist() == [3.0, 4.0, 5.0]  # oldest first: trends and periods need the steps' order
-    rows = SlidingWindow(2, 3)
-    for v in range(4):
-        rows.push(torch.tensor([v, 10 * v, 100 * v]))
-    assert rows.values().tolist() == [[2.0, 20.0, 200.0], [3.0, 30.0, 300.0]]
-    w2 = SlidingWindow(10)
-    w2.push(7)
-    assert w2.values().tolist() == [7.0]
-
-
-def test_collector_averages_per_interval():
-    c = Collector()
-    for v in [1.0, 2.0, 3.0]:
-        c.report("a", torch.tensor(v))
-    c.report("b", 5.0)
-    assert c.reduce() == {"a": 2.0, "b": 5.0}
-    assert c.reduce() == {}
+from ganlab.data import StackedDigits, load_digits, make_dataset
+from ganlab.data.classifier import digit_classifier
+from ganlab.diagnose.samples import digit_metrics, frechet_distance, gaussian_stats, mode_metrics, sliced_wasserstein
 
 
 @pytest.mark.parametrize("cfg, kl_bound", [(Ring8Config(), 0.006), (Grid25Config(), 0.012)])
@@ -86,37 +47,6 @@ def test_no_high_quality_sample():
     assert m["modes"] == 0 and m["hq_fraction"] == 0.0 and math.isnan(m["reverse_kl"])
 
 
-# --- oscillation period, zero crossings, distances ---------------------------------------------------
-
-from ganlab.diagnose.oscillation import periodicity, zero_crossing_rate  # noqa: E402
-from ganlab.diagnose.samples import frechet_distance, gaussian_stats, sliced_wasserstein  # noqa: E402
-
-
-@pytest.mark.parametrize("period", [10, 25, 40, 63])
-def test_dominant_period_of_a_sine_on_a_trend(period):
-    """The trend is removed first; the period is read between Fourier frequencies (63 is not n/k for n=400)."""
-    t = torch.arange(400, dtype=torch.float64)
-    series = 1.386 + 0.002 * t + 0.3 * torch.sin(2 * math.pi * t / period)
-    found, p = periodicity(series)
-    assert found.item() == pytest.approx(period, rel=0.02) and p.item() < 1e-10
-
-
-def test_constant_series_has_no_period_and_no_crossings():
-    flat = torch.full((200,), 0.693, dtype=torch.float64)
-    found, p = periodicity(flat)
-    assert math.isnan(found.item()) and p.item() == 1.0
-    assert zero_crossing_rate(flat) == 0.0
-    assert math.isnan(periodicity(flat[:4])[0].item())  # too short to test
-
-
-def test_zero_crossing_rate():
-    alternating = torch.tensor([1.0, -1.0] * 50)
-    assert zero_crossing_rate(alternating) == pytest.approx(1.0)
-    t = torch.arange(400, dtype=torch.float64)
-    slow = torch.sin(2 * math.pi * t / 100)  # 8 crossings in 399 steps
-    assert zero_crossing_rate(slow) == pytest.approx(8 / 399, abs=1 / 399)
-
-
 def test_frechet_distance_closed_forms():
     # N(0, 1) vs N(1, 4): 1 + 1 + 4 - 2 * 2 = 2.0 (science.md sec. 5).
     one = torch.ones(1, 1)
@@ -145,3 +75,37 @@ def test_sliced_wasserstein():
     assert got == pytest.approx(2 * 3.0 / math.pi, rel=0.03)
     with pytest.raises(ValueError, match="equal sample sizes"):
         sliced_wasserstein(x, x[:10], 5, torch.Generator())
+
+
+
+# --- the digits, scored by their classifier ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clf():
+    """The classifier every trainer scores digits with (trained into the cache once, then loaded; its training and
+    cache: tests/data/test_classifier.py)."""
+    return digit_classifier()
+
+
+def test_real_digits_score_near_the_floor_and_noise_far_away(clf):
+    digits = load_digits()
+    g = torch.Generator().manual_seed(0)
+    a, b = digits.sample(1000, g), digits.sample(1000, g)
+    real = digit_metrics(a, b, clf, stacked=False)
+    noise = digit_metrics(torch.rand(1000, 1, 8, 8, generator=g) * 2 - 1, b, clf, stacked=False)
+    one_class = digit_metrics(digits.images[digits.labels == 3][:170].repeat(6, 1, 1, 1)[:1000], b, clf, stacked=False)
+    assert real["modes"] == 10 and real["reverse_kl"] < 0.02
+    assert real["fd"] < 0.1 * noise["fd"] and real["fd"] < 0.1 * one_class["fd"]
+    assert one_class["modes"] <= 2 and one_class["reverse_kl"] > math.log(10) - 0.3
+    assert real["fd_n"] == 1000 and real["classifier_acc"] == clf.heldout_accuracy
+
+
+def test_stacked_digits_count_triples(clf):
+    stacked = StackedDigits(load_digits())
+    g = torch.Generator().manual_seed(1)
+    m = digit_metrics(stacked.sample(2500, g), stacked.sample(2500, g), clf, stacked=True)
+    # 2500 uniform draws over 1000 triples cover 1000 (1 - e^-2.5) ~ 918; misclassification blurs a little.
+    assert 850 <= m["modes"] <= 1000
+    assert m["reverse_kl"] < 0.6
+
