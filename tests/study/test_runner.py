@@ -57,3 +57,19 @@ def test_tune_state_cut_short_anywhere_is_found_and_only_the_newest_of_each_file
         (tmp_path / name).write_bytes(data)
     (tmp_path / "basic-variant-state-2026-12-01_09-00-00.json").write_bytes(b"")  # an older session's, cut short
     assert unreadable_tune_state(tmp_path) is None
+
+
+def test_best_weights_metric_must_be_logged(tmp_path):
+    """``artifacts.save_best.metric`` must be a figure the trial logs: a misspelt one is refused before Ray
+    starts, naming the key and what the trial does log."""
+    import pytest
+
+    from ganlab.config import ConfigError
+    from ganlab.study.runner import check_objectives
+
+    path = tmp_path / "study.yaml"
+    path.write_text("name: t\ntrial:\n  data: {name: ring8, batch_size: 64}\n  train: {steps: 20, eval_every: 10, "
+                    "log_every: 5}\nartifacts: {save_best: {metric: eval/fid, mode: min}}\n")
+    with pytest.raises(ConfigError) as info:
+        check_objectives(load_study(path), path)
+    assert info.value.key == "artifacts.save_best.metric" and "eval/sliced_w" in info.value.message

@@ -73,3 +73,25 @@ def test_the_update_ratio_is_over_the_weights_at_the_previous_log_step():
     assert m["update/g"].tolist() == pytest.approx([0.5 / 5.0, 0.0])
     assert m["update/d"].tolist() == pytest.approx([1.0, 0.0])
     assert m["param/g"].tolist() == pytest.approx([math.hypot(3, 4.5), 1.0])
+
+
+def test_the_oscillation_figures_of_a_known_series():
+    """A sine of amplitude A over whole periods: std A / sqrt(2), peak to peak 2A, no noise, its period found;
+    a lane holding a constant: 0 everywhere."""
+    n, period, amp = 64, 16, 0.3
+    rec = Recorder(apply_overrides(BASE, {"diagnostics.window": n}), n_lanes=2, device=torch.device("cpu"))
+    for i in range(n):
+        row = torch.zeros(2, len(SERIES), 2, dtype=torch.float64)
+        row[0, SERIES.index("loss_d"), 0] = 1.0 + amp * math.sin(2 * math.pi * i / period)
+        row[1, SERIES.index("loss_d"), 0] = 1.0
+        rec.series_window.push(row)
+    rec.delta_window.push(torch.zeros(2))
+    rec.d_step(objective(torch.ones(2, 4), -torch.ones(2, 4)), torch.ones(2, 3))  # an interval's step figures
+    rec.g_step(torch.ones(2, 4), torch.ones(2, 3))
+    params = {"g": torch.ones(2, 3), "d": torch.ones(2, 3)}
+    m = rec.metrics(params, params)
+    assert m["osc/loss_d_std"].tolist() == pytest.approx([amp / math.sqrt(2), 0.0], rel=1e-6, abs=1e-12)
+    assert m["osc/loss_d_ptp"][0] == pytest.approx(2 * amp, rel=1e-6)
+    assert float(m["osc/loss_d_ptp"][1]) == 0.0
+    assert m["osc/loss_d_noise"].tolist() == pytest.approx([0.0, 0.0])
+    assert float(m["osc/loss_d_period"][0]) == pytest.approx(period, rel=0.05)
