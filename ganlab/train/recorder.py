@@ -21,6 +21,8 @@ from ganlab.train.objective import DObjective
 
 SERIES = M.OSC_SERIES  # the per-iteration series whose oscillation is measured beyond batch noise
 LOSS_SERIES = ("loss_d", "loss_g")  # what is measured without per-step diagnostics (accuracies need them)
+D_SERIES, G_SERIES = ("loss_d", "acc_real", "acc_fake"), ("loss_g",)  # which player's steps measure each
+ORDER = [(D_SERIES + G_SERIES).index(name) for name in SERIES]  # D's and G's series, back in SERIES order
 
 
 def _mean_var(values: torch.Tensor) -> torch.Tensor:
@@ -47,7 +49,9 @@ class Recorder:
         self.series_window = SlidingWindow(window, n_lanes, len(SERIES), 2, device=device)
         self.delta_window = SlidingWindow(window, n_lanes, device=device)  # E D(x) - E D(G(z))
         self.auc_window = SlidingWindow(max(1, window // cfg.train.log_every), n_lanes, device=device)
-        self._steps: dict[str, list[torch.Tensor]] = {name: [] for name in SERIES}  # this iteration's (L, 2) rows
+        # this iteration's steps: (L, len(D_SERIES), 2) per D step, (L, len(G_SERIES), 2) per G step
+        self._steps: dict[str, list[torch.Tensor]] = {"d": [], "g": []}
+        self._nan = torch.full((n_lanes,), math.nan, dtype=torch.float64, device=device)
         self._delta: torch.Tensor | None = None
         self.sample_now = True  # is this iteration's end logged? (the costlier statistics are sampled then)
 
@@ -64,7 +68,6 @@ class Recorder:
         real_out, fake_out = obj.real_out.detach(), obj.fake_out.detach()
         self._delta = real_out.mean(-1) - fake_out.mean(-1)
         loss_noise = (_mean_var(obj.on_real.detach()) + _mean_var(obj.on_fake.detach())).double()
-        self._steps["loss_d"].append(torch.stack([loss.double(), loss_noise], dim=1))
         if self.sample_now:
             auc, auc_var = d_auc(real_out, fake_out)
             sampled = [d_grad.norm(dim=1).double(), auc, auc_var.sqrt()]
@@ -73,14 +76,17 @@ class Recorder:
             self.stats.report(self.d_sampled, torch.stack(sampled, dim=1))
         if not self.per_step:
             self.stats.report((M.LOSS_D, M.REG_D), torch.stack([loss, reg], dim=1))
+            nan = self._nan
+            self._steps["d"].append(torch.stack([loss.double(), loss_noise, nan, nan, nan, nan], 1).view(-1, 3, 2))
             return
         acc_real = (real_out > self.threshold).double().mean(-1)
         acc_fake = (fake_out < self.threshold).double().mean(-1)
         stats = [loss.double(), reg.double(), acc_real, acc_fake,
                  real_out.mean(-1).double(), fake_out.mean(-1).double()]
         self.stats.report(self.d_names, torch.stack(stats, dim=1))
-        self._steps["acc_real"].append(torch.stack([acc_real, binomial_var(acc_real, real_out.shape[-1])], dim=1))
-        self._steps["acc_fake"].append(torch.stack([acc_fake, binomial_var(acc_fake, fake_out.shape[-1])], dim=1))
+        series = [loss.double(), loss_noise, acc_real, binomial_var(acc_real, real_out.shape[-1]),
+                  acc_fake, binomial_var(acc_fake, fake_out.shape[-1])]  # D_SERIES, each value and noise
+        self._steps["d"].append(torch.stack(series, dim=1).view(-1, len(D_SERIES), 2))
 
     def g_step(self, terms: torch.Tensor, g_grad: torch.Tensor) -> None:
         """G's figures from its loss's per-sample terms (L, B) and its flat gradient."""
@@ -89,24 +95,22 @@ class Recorder:
         self.stats.report(M.LOSS_G, loss)
         if self.per_step and self.sample_now:
             self.stats.report(M.GRAD_G, g_grad.norm(dim=1).double())
-        self._steps["loss_g"].append(torch.stack([loss, _mean_var(terms).double()], dim=1))
+        self._steps["g"].append(torch.stack([loss, _mean_var(terms).double()], dim=1).view(-1, len(G_SERIES), 2))
 
     def end_iteration(self) -> None:
         """An iteration's value of each series is the mean over its D (or G) steps, whose batches are
         independent, so a mean of k steps has 1/k of their mean noise variance. Series a config does not
         measure (accuracies without per-step diagnostics) are NaN."""
-        rows = []
-        for name in SERIES:
-            steps = self._steps[name]
-            if not steps:
-                rows.append(torch.full((self.n_lanes, 2), math.nan, dtype=torch.float64, device=self.device))
-                continue
-            mean = steps[0] if len(steps) == 1 else torch.stack(steps).mean(0)
+        means = []
+        for player in ("d", "g"):
+            steps = self._steps[player]
+            mean = steps[0]
             if len(steps) > 1:
-                mean = mean * torch.tensor([1.0, 1.0 / len(steps)], dtype=mean.dtype, device=mean.device)
-            rows.append(mean)
+                mean = torch.stack(steps).mean(0) * torch.tensor([1.0, 1.0 / len(steps)], dtype=mean.dtype,
+                                                                 device=mean.device)
+            means.append(mean)
             steps.clear()
-        self.series_window.push(torch.stack(rows, dim=1))
+        self.series_window.push(torch.cat(means, dim=1)[:, ORDER])
         self.delta_window.push(self._delta)
 
     # --- at a log step ----------------------------------------------------------------------------------
