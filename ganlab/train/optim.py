@@ -95,11 +95,9 @@ class PackedOptimizer:
             buf = torch.where(keep, s["momentum_buffer"], s["momentum_buffer"] * momentum + direction)
             new = p - lr * buf
             s["square_avg"], s["momentum_buffer"] = square_avg, buf
-        else:  # sgd: the first step's buffer is the gradient itself (torch's)
+        else:  # sgd: the buffer starts at zero, so the first step's is the gradient itself (torch's)
             momentum = _col(self.momentum)
-            first = _col(self.steps == 1)
-            buf = torch.where(first, g, s["momentum_buffer"] * momentum + g)
-            buf = torch.where(keep, s["momentum_buffer"], buf)
+            buf = torch.where(keep, s["momentum_buffer"], s["momentum_buffer"] * momentum + g)
             new = p - lr * buf
             s["momentum_buffer"] = buf
         p.copy_(torch.where(keep, p, new))
