@@ -241,6 +241,14 @@ FAULTS = [
           "F.conv2d(x, w, bias, self.stride, self.padding, groups=1)",
           "tests/train/test_packed.py::test_packed_conv_is_torchs_conv_lane_by_lane",
           "a packed convolution not grouped by lane"),
+    # --- the metric registry ------------------------------------------------------------------------------------
+    Fault("diagnose/metrics.py", 'D_AUC, D_AUC_NOISE, D_AUC_MEAN = "d/auc", "d/auc_noise", "d/auc_mean"',
+          'D_AUC, D_AUC_NOISE, D_AUC_MEAN = "d/auc", "d/auc_noise", "d/auc_man"', "tests/diagnose/test_metrics.py",
+          "a misspelt metric name in the registry's constants"),
+    Fault("diagnose/metrics.py", "    for key, group in GROUPS.items():\n", "    for key, group in list(GROUPS.items())[1:]:\n",
+          "tests/diagnose/test_metrics.py", "the README's metric table drops a row"),
+    Fault("diagnose/metrics.py", "    return base_name(name) in REGISTRY\n", "    return True\n",
+          "tests/diagnose/test_metrics.py", "every name counts as registered"),
 ]
 
 
