@@ -85,10 +85,10 @@ def _check_store(uri: str) -> str | None:
             reason = getattr(e, "reason", e)
             return (f"Cannot reach the MLflow tracking server {uri}: {reason}. Start it (e.g. `mlflow server "
                     "--host 127.0.0.1 --port 5000`) or fix --tracking-uri / MLFLOW_TRACKING_URI; nothing was run.")
-    from mlflow.tracking import MlflowClient
+    from ganlab.track.store import open_store
 
     try:
-        MlflowClient(uri).search_experiments(max_results=1)
+        open_store(uri)  # a new SQLite store: created under a lock, so concurrent first commands all work
     except Exception as e:  # noqa: BLE001
         return (f"Cannot open the MLflow store {uri}: {type(e).__name__}: {str(e).splitlines()[0][:300]}. Check "
                 "--tracking-uri / MLFLOW_TRACKING_URI (a server must be running; a sqlite path's folder must be "

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ganlab.cli.common import _fail
+from ganlab.cli.common import _check_store, _fail
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Send what trials kept on disk while the tracking server was unreachable."""
@@ -44,6 +44,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     db = Path(uri[len("sqlite:///"):])
     if not db.exists():
         return _fail(f"No MLflow store at {db}. Run a study first (ganlab run STUDY.yaml) or pass --tracking-uri.")
+    problem = _check_store(uri)  # waits for a `ganlab run` creating this store: the server finds it complete
+    if problem:
+        return _fail(problem)
     try:
         loopback = ipaddress.ip_address(args.host).is_loopback
     except ValueError:

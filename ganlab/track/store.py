@@ -1,9 +1,10 @@
 """MLflow: one experiment per study, one parent run per ``ganlab run``, one child run per trial.
 
-The driver creates the store, the experiment and the parent run before any trial starts: concurrent
-first writers can corrupt a fresh SQLite database (MLflow creates its tables without a lock). Trials only
-ever write to their own child run, through ``ganlab.track.logger.TrialLogger``. This module holds the
-store's layout: where it is, the tags every run carries, and the study's parent run.
+The driver creates the store, the experiment and the parent run before any trial starts, and creates a new
+SQLite store under a file lock (``open_store``): MLflow creates and migrates its tables without one, so two
+first commands on a new store raced ("duplicate column name: step") and could leave it broken for good.
+Trials only ever write through ``ganlab.track`` (a pack's runs through ``ganlab.track.pack.PackWriter``).
+This module holds the store's layout: where it is, the tags every run carries, and the study's parent run.
 """
 
 from __future__ import annotations
@@ -98,6 +99,42 @@ def missing_store(uri: str) -> Path | None:
     return None if path.is_file() else path
 
 
+STORE_LOCK_SUFFIX = ".lock"  # beside a SQLite store: held while MLflow creates or migrates its tables
+STORE_LOCK_WAIT_S = 300.0  # how long a command waits for another one creating the same store
+_opened: set[str] = set()  # stores this process has opened (MLflow keeps their engines)
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on a store that exists with MLflow's current schema. A SQLite store is created (or checked
+    and migrated) by one process at a time, under an exclusive lock on ``<db>.lock``; every ``ganlab`` command
+    that may be the first on a store (``run``, ``ui``) opens it here before anything else touches it."""
+    if uri in _opened or not uri.startswith("sqlite:///"):
+        _opened.add(uri)
+        return MlflowClient(uri)
+    import fcntl
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + STORE_LOCK_SUFFIX), "a+") as lock:
+        deadline = time.monotonic() + STORE_LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"another command has held {lock.name} for {STORE_LOCK_WAIT_S:.0f} s while "
+                                       "creating this store; if none is running, delete that file") from None
+                time.sleep(0.05)
+        try:  # MLflow creates the tables, or verifies their schema, when the client opens the store
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _opened.add(uri)
+    return client
+
+
 def default_artifact_location(uri: str) -> str | None:
     """Artifacts beside a local SQLite store; a tracking server chooses its own."""
     if uri.startswith("sqlite:///"):
@@ -132,7 +169,7 @@ def start_study_run(
     search_space: dict[str, Any],
     tags: dict[str, str],
 ) -> StudyRun:
-    client = MlflowClient(tracking_uri)
+    client = open_store(tracking_uri)
     experiment = client.get_experiment_by_name(study_name)
     if experiment is None:
         experiment_id = client.create_experiment(

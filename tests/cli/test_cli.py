@@ -160,3 +160,25 @@ def test_a_library_error_is_one_line_on_the_console_naming_the_log_with_its_trac
                              "Ctrl+C), ending Ray Tune run.", None, None)
     chatter = logging.LogRecord("ray.tune.tune", logging.WARNING, __file__, 1, "Trials did not complete", None, None)
     assert _for_the_console(record) and _for_the_console(stop) and not _for_the_console(chatter)
+
+
+def test_two_first_runs_on_a_new_store_started_together_both_work(tmp_path, ray_cluster):
+    """Two terminals, two studies, one new SQLite store: both `ganlab run` open it at once. MLflow's schema
+    set-up raced ("Cannot open the MLflow store ...: duplicate column name: step", exit 2); the store is now
+    created under a file lock, and both studies land in it."""
+    address, env = ray_cluster
+    procs = []
+    for name in ("first", "second"):
+        study = tmp_path / f"{name}.yaml"
+        study.write_text(GOOD.replace("name: quickstart", f"name: {name}").replace("steps: 1000", "steps: 20")
+                         .replace("eval_every: 250", "eval_every: 10").replace("grid: [1, 4]", "grid: [1]")
+                         .replace("seeds: [0, 1]", "seeds: [0]"))
+        procs.append(subprocess.Popen([sys.executable, "-m", "ganlab.cli", "run", str(study), "--address", address],
+                                      cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n---\n".join(o[-1500:] for o in outputs)
+    from ganlab.analysis import load_study
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    for name in ("first", "second"):
+        assert len(load_study(name, tracking_uri=uri)) == 1

@@ -88,3 +88,32 @@ def test_each_tag_has_one_constant_and_ganlab_track_exports_it():
     assert all(TAG_LIKE.fullmatch(value) or value.startswith("mlflow.") for value in TAGS)
     assert {"ganlab.phase", "ganlab.confirms", "ganlab.pack", "ganlab.pack_lanes", "ganlab.trial_name",
             "ganlab.best", "ganlab.restarts", "ganlab.resumed_at", "ganlab.verdict_reason"} <= TAGS.keys()
+
+
+OPENER = textwrap.dedent("""
+    import sys, time
+    from ganlab.track.store import open_store
+    start = float(sys.argv[2])
+    while time.time() < start:  # every process past its imports: they open the new store at one instant
+        time.sleep(0.001)
+    open_store(sys.argv[1]).search_experiments(max_results=1)
+""")
+
+
+def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
+    """MLflow creates and migrates a SQLite store's tables without a lock: four clients opening a new store at
+    the same instant fail with "duplicate column name: step" or "table ... already exists" (seen every time
+    here without the lock). Under ``open_store``'s file lock one creates the tables and the others find them."""
+    import subprocess
+    import sys
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    start = str(time.time() + 8)  # the imports take ~2-5 s on 2 cores
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, uri, start], stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-600:] for e in errors)
+    from mlflow.tracking import MlflowClient
+
+    assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
