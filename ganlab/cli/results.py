@@ -113,10 +113,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     except (KeyError, LookupError) as e:
         return _fail(f"Cannot report study '{name}': {e.args[0]} (key --axes/--run).")
     if args.attach:
-        from mlflow.tracking import MlflowClient
+        from ganlab.track.store import log_artifact
 
         parent = df["parent_run_id"].iloc[0]
-        MlflowClient(uri).log_artifact(parent, str(report.html), "report")
+        log_artifact(uri, parent, report.html, "report")
         print(f"Stored as artifact report/{report.html.name} of parent run {parent} (the MLflow UI shows it).")
     print(f"Open it in a browser: file://{report.html.resolve()}")
     return 0

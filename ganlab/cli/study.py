@@ -124,9 +124,9 @@ def _report_phase(study: StudyConfig, uri: str, result, tracking_flag: str | Non
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "summary.csv"
         df.to_csv(path, index=False)
-        from mlflow.tracking import MlflowClient
+        from ganlab.track.store import log_artifact
 
-        MlflowClient(uri).log_artifact(result.parent_run_id, str(path))
+        log_artifact(uri, result.parent_run_id, path)
     print(
         f"\n{len(df)} trial run(s) in MLflow experiment '{study.name}' (parent run {result.parent_run_id}); "
         f"Ray results in {result.ray_path}.\nBrowse: ganlab ui{_uri_flag(tracking_flag)}   "

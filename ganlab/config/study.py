@@ -284,10 +284,17 @@ class StudyConfig(_Strict):
         3, ge=0, description="how many times one study phase restarts a stalled Tune loop before it stops with "
         "the study resumable (`ganlab run` again resumes it)"
     )
-    mlflow_every_logs: int = Field(
-        5, ge=1, description="send every k-th logged step (and every eval step) to MLflow as step-indexed metrics; "
-        "every logged step goes to the trial's diagnostics.parquet. MLflow stores a point in ~70 µs, which at "
-        "k = 1 costs ~10 % of a small model's training time"
+    chart_points: int = Field(
+        50, ge=1, description="MLflow points per headline diagnostic (ganlab.diagnose.metrics.CHART: losses, D's AUC "
+        "and accuracies, oscillation excess, gradient norms) per trial, at logged steps spread evenly over training; "
+        "every metric also reaches MLflow at every eval step and the last step, and every logged step of every "
+        "metric is in the trial's diagnostics.parquet. A chart a few hundred pixels wide shows no more; each point "
+        "costs store time (docs/packs.md)"
+    )
+    background_flush: bool | None = Field(
+        None, description="flush a pack's bookkeeping in a writer thread beside training, waiting for it only at "
+        "checkpoints and ends (every point is still stored exactly once, in order); null: on a GPU, where the "
+        "device would otherwise wait for the database, and not on CPU, where the thread competes with training"
     )
     flush_interval_s: float = Field(
         5.0, ge=0, description="wall seconds between a trial's metric flushes to MLflow (also at every checkpoint "

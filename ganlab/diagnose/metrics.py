@@ -307,6 +307,12 @@ _add(_g, "learning rate", "trial", (HP_LR_G, "G's learning rate, read back from 
 for _key in MUTABLE_KEYS:
     _add(_g, "config value", "trial", (f"hp/{_key}", f"The current value of `{_key}` (PBT mutates it)."))
 
+# The headline diagnostics the MLflow UI charts for every trial, at chart resolution (``chart_points`` points
+# per trial, every eval step, the last step); every other metric reaches MLflow at eval steps and the last step,
+# and every logged step of every metric is in the trial's diagnostics.parquet.
+CHART = (LOSS_D, LOSS_G, D_AUC, ACC_REAL, ACC_FAKE, ACC_SIGN_REAL, ACC_SIGN_FAKE, EQ_ACC_GAP, OSC_LOSS_D_EXCESS,
+         osc_name("loss_g", "excess"), GRAD_D, GRAD_G)
+
 DERIVED = {WINDOW_PREFIX + "<metric>": "`load_study` only: the mean over the last 20% of a trial's logged steps (of D "
            "accuracy, equilibrium gap and losses by default: a final value is one log interval)"}
 del _g, _prefix, _how, _stat, _series, _unit, _key

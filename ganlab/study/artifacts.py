@@ -1,29 +1,31 @@
-"""What a trial stores beside its metrics, as artifacts of its MLflow run: sample plots spread over
-training, the best eval step's models (``artifacts.save_best``: kept in memory and beside every checkpoint,
-so a restarted trial keeps them) and, at its end, the merged history, its curves and the final weights."""
+"""What a pack's trials store beside their metrics, as artifacts of their MLflow runs: sample pictures spread
+over training, the best eval step's models (``artifacts.save_best``: kept in memory and beside every checkpoint,
+so a restarted trial keeps them) and, at a trial's end, its curves and final weights.
+
+Pictures are made at pack cost: a plot step generates every live lane's samples in one forward pass of the
+packed generator and rasterises them together (``plots.scatters`` / ``plots.image_grids``); the files wait in
+the writer's staging folder and reach the store with the next flush, one request per lane.
+"""
 
 from __future__ import annotations
 
-import math
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from ganlab.config import ArtifactsConfig, TrainConfig
 from ganlab.diagnose import plots
-from ganlab.track.logger import TrialLogger
+from ganlab.study.trial_run import TrialRun
+from ganlab.track.writer import PackWriter
 from ganlab.track.store import TAG_BEST
 
 BEST_FILE = "best{lane}.pt"  # artifacts.save_best's models beside the trainer checkpoint ("best.pt" for lane 0)
 
 
-class TrialArtifacts:
-    def __init__(self, cfg: ArtifactsConfig, train: TrainConfig, trainer, lane: int = 0) -> None:
-        """``lane``: this trial's lane of ``trainer`` (a pack trains several trials)."""
-        self.cfg, self.train, self.trainer, self.lane = cfg, train, trainer, lane
-        self.best: dict[str, Any] | None = None  # the best eval step's value, iteration and exported models
+class PackArtifacts:
+    def __init__(self, cfg: ArtifactsConfig, train: TrainConfig, trainer) -> None:
+        self.cfg, self.train, self.trainer = cfg, train, trainer
 
     def plot_due(self, step: int) -> bool:
         """``artifacts.sample_plots`` plots spread evenly over training, the last step included; decided from
@@ -33,48 +35,66 @@ class TrialArtifacts:
             return False
         return step == t.steps or (step * n) // t.steps > (max(0, step - t.eval_every) * n) // t.steps
 
-    def log_sample_plot(self, logger: TrialLogger, step: int) -> None:
-        with tempfile.TemporaryDirectory() as tmp:
-            logger.log_artifact(plots.samples(self.trainer, Path(tmp) / f"step_{step:06d}.png", step, self.lane), "samples")
+    def sample_pictures(self, writer: PackWriter, runs: Sequence[TrialRun], step: int) -> None:
+        """Every given trial's samples at ``step``, generated and drawn for all of them at once."""
+        from ganlab.data import GaussianMixture
 
-    def keep_if_best(self, report) -> None:
+        trainer, lanes = self.trainer, [run.lane for run in runs]
+        if not lanes:
+            return
+        name = f"step_{step:06d}.png"
+        paths = [writer.stage(lane) / "samples" / name for lane in lanes]
+        title = f"step {step}"
+        if trainer.data.kind == "images":
+            images = trainer.evaluator.generate(plots.SAMPLE_IMAGES, trainer.iteration)[lanes].cpu()
+            plots.image_grids(images, paths, titles=[title] * len(lanes))
+            return
+        means = trainer.data.means.cpu() if isinstance(trainer.data, GaussianMixture) else None
+        samples = trainer.evaluator.generate(trainer.cfg.train.eval_samples, trainer.iteration)[lanes].cpu()
+        plots.scatters(samples, paths, means, titles=[title] * len(lanes))
+
+    def keep_if_best(self, runs: Sequence[TrialRun], values: dict[str, torch.Tensor], step: int) -> None:
+        """At an eval step: each trial whose ``artifacts.save_best`` metric beats its best keeps its models."""
         wanted = self.cfg.save_best
-        if wanted is None:
+        if wanted is None or wanted.metric not in values:
             return
-        value = report.metrics.get(wanted.metric)
-        if value is None or not math.isfinite(value):
-            return
-        if self.best is None or (value < self.best["value"] if wanted.mode == "min" else value > self.best["value"]):
-            self.best = {"value": float(value), "iteration": report.step, "models": self.trainer.export_models(self.lane)}
+        column = values[wanted.metric]
+        for run in runs:
+            run.keep_if_best(float(column[run.lane]), step, wanted.mode, lambda: self.trainer.export_models(run.lane))
 
-    def store_final(self, logger: TrialLogger) -> None:
-        """The full-resolution history as one Parquet file, its curves, and the final (and best) weights."""
-        history = logger.merge_history()  # None while the server is down: `ganlab sync` merges it later
-        with tempfile.TemporaryDirectory() as tmp:
-            if history is not None:
-                logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png",
-                                                 [c.format(acc=self.trainer.acc) for c in plots.CURVES]))
+    def final(self, writer: PackWriter, runs: Sequence[TrialRun], histories: dict) -> None:
+        """Each ending trial's curves (from its history in memory), final and best weights, staged."""
+        columns = [c.format(acc=self.trainer.acc) for c in plots.CURVES]
+        for run in runs:
+            folder = writer.stage(run.lane)
+            history = histories.get(run.lane)
+            if history is not None and len(history):
+                plots.curves(history, folder / "curves.png", columns)
             if self.cfg.save_models:
-                torch.save(self.trainer.export_models(self.lane), Path(tmp) / "final.pt")
-                logger.log_artifact(Path(tmp) / "final.pt", "model")
-            if self.best is not None:
+                (folder / "model").mkdir(exist_ok=True)
+                torch.save(self.trainer.export_models(run.lane), folder / "model" / "final.pt")
+            if run.best is not None:
                 wanted = self.cfg.save_best
-                best = {**self.best["models"], "best": {"metric": wanted.metric, "mode": wanted.mode,
-                                                        "value": self.best["value"], "iteration": self.best["iteration"]}}
-                torch.save(best, Path(tmp) / "best.pt")
-                logger.log_artifact(Path(tmp) / "best.pt", "model")
-                logger.set_tags({TAG_BEST: f"{wanted.metric} {self.best['value']:.6g} "
-                                          f"at iteration {self.best['iteration']}"})
+                best = {**run.best["models"], "best": {"metric": wanted.metric, "mode": wanted.mode,
+                                                       "value": run.best["value"], "iteration": run.best["iteration"]}}
+                (folder / "model").mkdir(exist_ok=True)
+                torch.save(best, folder / "model" / "best.pt")
+                writer.set_tags(run.lane, {TAG_BEST: f"{wanted.metric} {run.best['value']:.6g} "
+                                                     f"at iteration {run.best['iteration']}"})
 
-    @property
-    def _best_file(self) -> str:
-        return BEST_FILE.format(lane=f"_{self.lane}" if self.lane else "")
+    # --- checkpoints: a restarted trial must not forget its best step ---
 
-    def save(self, checkpoint_dir: str | Path) -> None:
-        if self.best is not None:  # a restarted trial must not forget its best step
-            torch.save(self.best, Path(checkpoint_dir) / self._best_file)
+    @staticmethod
+    def _best_file(lane: int) -> str:
+        return BEST_FILE.format(lane=f"_{lane}" if lane else "")
 
-    def load(self, checkpoint_dir: str | Path) -> None:
+    def save(self, checkpoint_dir: str | Path, runs: Sequence[TrialRun]) -> None:
+        for run in runs:
+            if run.best is not None:
+                torch.save(run.best, Path(checkpoint_dir) / self._best_file(run.lane))
+
+    def load(self, checkpoint_dir: str | Path, runs: Sequence[TrialRun]) -> None:
         """A PBT clone inherits its source's best: the weights it continues from descend from them."""
-        best = Path(checkpoint_dir) / self._best_file
-        self.best = torch.load(best, weights_only=True) if best.is_file() else None
+        for run in runs:
+            best = Path(checkpoint_dir) / self._best_file(run.lane)
+            run.best = torch.load(best, weights_only=True) if best.is_file() else None

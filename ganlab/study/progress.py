@@ -17,7 +17,7 @@ from ray import tune
 from ganlab.config.study import short_names
 from ganlab.diagnose import metrics as M
 from ganlab.study.packs import PackSpec
-from ganlab.track.store import TAG_STATUS, TAG_STOP_REASON, StudyRun, find_pack_runs, find_trial_run
+from ganlab.track.store import StudyRun, fail_trial_runs
 
 PROGRESS_EVERY_S = float(os.environ.get("GANLAB_PROGRESS_EVERY", 15))  # seconds between progress tables
 
@@ -155,15 +155,6 @@ class StudyCallback(tune.Callback):
         self._failed.add(trial.trial_id)
         self._print(f"FAILED {self._label(trial)}; log: {trial.local_path} | "
                     f"{self._counts(trials)}")
-        from mlflow.tracking import MlflowClient
-
-        client = MlflowClient(self.study_run.tracking_uri)
-        if PackSpec.of(trial.config).packed:  # every lane the worker had not closed
-            runs = find_pack_runs(client, self.study_run, trial.trial_id)
-        else:
-            runs = [run for run in [find_trial_run(client, self.study_run, trial.trial_id)] if run is not None]
         error = (trial.error_file and Path(trial.error_file).is_file() and Path(trial.error_file).read_text()) or ""
-        for run in runs:  # the worker died without closing it
-            client.set_tag(run.info.run_id, TAG_STATUS, "failed")
-            client.set_tag(run.info.run_id, TAG_STOP_REASON, f"failed: {error.strip().splitlines()[-1] if error else 'worker error'}"[:5000])
-            client.set_terminated(run.info.run_id, status="FAILED")
+        fail_trial_runs(self.study_run, trial.trial_id, PackSpec.of(trial.config).packed,  # the worker died
+                        f"failed: {error.strip().splitlines()[-1] if error else 'worker error'}")

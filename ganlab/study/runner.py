@@ -241,12 +241,6 @@ def run_phase(
 
 def _close_orphans(tracking_uri: str, study_run, parent_status: str) -> None:
     """No child run is left RUNNING when the driver exits: a killed worker may not have closed its own."""
-    from mlflow.tracking import MlflowClient
+    from ganlab.track.store import close_orphans
 
-    from ganlab.track.store import TAG_PARENT
-
-    client = MlflowClient(tracking_uri)
-    stuck = client.search_runs([study_run.experiment_id],
-                               f"tags.`{TAG_PARENT}` = '{study_run.parent_run_id}' and attributes.status = 'RUNNING'")
-    for run in stuck:
-        client.set_terminated(run.info.run_id, status="KILLED" if parent_status == "KILLED" else "FAILED")
+    close_orphans(study_run, "KILLED" if parent_status == "KILLED" else "FAILED")

@@ -78,11 +78,9 @@ def make_searcher(study: StudyConfig, optuna_db: Path, study_name: str):
 
 def _tag_run(tracking_uri: str, run_id: str | None, tags: dict[str, str]) -> None:
     if run_id:
-        from mlflow.tracking import MlflowClient
+        from ganlab.track.store import tag_run
 
-        client = MlflowClient(tracking_uri)
-        for k, v in tags.items():
-            client.set_tag(run_id, k, v)
+        tag_run(tracking_uri, run_id, tags)
 
 
 class ExplainedASHA(ASHAScheduler):

@@ -1,32 +1,20 @@
-"""One study trial's MLflow side: its child run, what it logged last, its artifacts and how it ended.
-
-A Tune trial (``GanTrainable``) trains one study trial, or a pack of them as lanes of one vectorised model;
-each study trial keeps its own ``TrialRun`` either way, so MLflow, ``ganlab.analysis`` and the reports see the
-same runs, tags and artifacts whether a trial trained alone or beside others.
+"""One study trial's side of a pack: its configuration, what it reported last, its verdict, its best models
+and how it ended. Its MLflow run is written by the pack's one writer (``ganlab.track.writer.PackWriter``), so
+MLflow, ``ganlab.analysis`` and the reports see the same runs, tags and artifacts whether a trial trained alone
+or beside hundreds of others.
 """
 
 from __future__ import annotations
 
-import os
-import sys
+import math
 from typing import Any
 
-import ray
-import torch
-
 from ganlab.config import TrialConfig
-from ganlab.study.artifacts import TrialArtifacts
 from ganlab.study.packs import TrialId
 from ganlab.study.progress import describe
-from ganlab.track.logger import TrialLogger
+from ganlab.track.writer import RunSpec
 from ganlab.track.store import (
     TAG_CONFIG_DIGEST,
-    TAG_DEVICE,
-    TAG_GPU_NAME,
-    TAG_NODE_ID,
-    TAG_NODE_IP,
-    TAG_PID,
-    TAG_RESUMED_AT,
     TAG_SEED,
     TAG_STATUS,
     TAG_STOP_REASON,
@@ -34,99 +22,56 @@ from ganlab.track.store import (
     TAG_VERDICT,
     TAG_VERDICT_REASON,
 )
-from ganlab.train.trainer import StepReport
 
 
 class TrialRun:
-    def __init__(self, context, trial_id: str, overrides: dict[str, Any], cfg: TrialConfig, invalid: str | None,
-                 trainer, lane: int, device: str, pack: dict[str, str]) -> None:
-        """``pack``: tags naming the pack this trial trains in (empty when it trains alone)."""
-        self.context, self.trial_id, self.overrides, self.cfg = context, trial_id, overrides, cfg
-        self.invalid, self.trainer, self.lane, self.device, self.pack = invalid, trainer, lane, device, pack
-        self.artifacts = TrialArtifacts(context.study.artifacts, cfg.train, trainer, lane)
-        self.logger: TrialLogger | None = None
+    def __init__(self, trial_id: str, overrides: dict[str, Any], cfg: TrialConfig, invalid: str | None,
+                 lane: int) -> None:
+        self.trial_id, self.overrides, self.cfg, self.invalid, self.lane = trial_id, overrides, cfg, invalid, lane
         self.latest: dict[str, float] = {}
-        self.pending_tags: dict[str, str] = {}
-        self.last: StepReport | None = None  # this trial's last report in the current Tune step
+        self.step: int | None = None  # the step of its last report in the current Tune step (None: no report)
         self.verdict = ""  # its latest verdict
+        self.reason = ""
+        self.stopped = False  # diverged: its last report ended it
         self.completed = False
+        self.best: dict[str, Any] | None = None  # artifacts.save_best: the best eval step's value, iteration, models
 
     @property
     def name(self) -> str:
         return f"{TrialId.of(self.trial_id).short} {describe(self.overrides)}"
 
-    def open(self) -> TrialLogger:
-        if self.logger is None:
-            node = ray.get_runtime_context()
-            tags = {TAG_SEED: str(self.cfg.seed), TAG_TRIAL_NAME: self.name, TAG_DEVICE: self.device,
-                    TAG_CONFIG_DIGEST: self.cfg.digest(), TAG_NODE_ID: node.get_node_id(),
-                    TAG_NODE_IP: ray.util.get_node_ip_address(), TAG_PID: str(os.getpid()),
-                    **self.pack, **self.context.extra_tags}
-            if self.device.startswith("cuda"):
-                tags[TAG_GPU_NAME] = torch.cuda.get_device_name()
-            self.logger = TrialLogger.open(
-                self.context.study_run, self.trial_id, self.name,
-                {**self.cfg.flat(), **(self.overrides if self.invalid else {})}, tags,
-                self.cfg.model_dump(mode="json"), self.context.spool_folder,
-            )
-        return self.logger
+    def spec(self, tags: dict[str, str]) -> RunSpec:
+        """What its run is created with; ``tags``: the pack's (node, device, pack id...)."""
+        return RunSpec(self.trial_id, self.name, {**self.cfg.flat(), **(self.overrides if self.invalid else {})},
+                       {TAG_SEED: str(self.cfg.seed), TAG_TRIAL_NAME: self.name,
+                        TAG_CONFIG_DIGEST: self.cfg.digest(), **tags},
+                       self.cfg.model_dump(mode="json"))
 
-    def record(self, report: StepReport, to_mlflow: bool) -> None:
-        self.open().log_metrics(report.step, report.metrics, to_mlflow)
-        self.latest.update(report.metrics)
-        self.last, self.verdict = report, report.verdict
-        if report.evaluated:
-            self.artifacts.keep_if_best(report)
-
-    def log(self, step: int, metrics: dict[str, float]) -> None:
-        self.open().log_metrics(step, metrics)
-        self.latest.update(metrics)
-
-    @property
-    def diverged(self) -> bool:
-        return bool(self.last and self.last.stopped)
+    def reported(self, step: int, verdict: str, reason: str, stopped: bool) -> None:
+        self.step, self.verdict, self.reason, self.stopped = step, verdict, reason, stopped
 
     def verdict_tags(self) -> dict[str, str]:
-        last = self.last
-        return {TAG_VERDICT: last.verdict, TAG_VERDICT_REASON: last.reason} if last else {}
+        return {TAG_VERDICT: self.verdict, TAG_VERDICT_REASON: self.reason} if self.step is not None else {}
 
-    def finish(self) -> None:
-        """The trial trained to its end, or diverged: final tags, artifacts, the run closed FINISHED."""
-        logger, last, steps = self.open(), self.last, self.cfg.train.steps
+    def final_tags(self) -> dict[str, str]:
+        """The trial trained to its end, or diverged."""
         tags = self.verdict_tags()
-        tags[TAG_STATUS] = "diverged" if self.diverged else "finished"
-        tags[TAG_STOP_REASON] = (f"diverged at iteration {last.step}: {last.reason}" if self.diverged and last
-                                 else f"completed {steps} iterations")
-        logger.flush(tags)
-        self.artifacts.store_final(logger)
-        self.completed = True
-        self.close("FINISHED")
+        tags[TAG_STATUS] = "diverged" if self.stopped else "finished"
+        tags[TAG_STOP_REASON] = (f"diverged at iteration {self.step}: {self.reason}" if self.stopped
+                                 else f"completed {self.cfg.train.steps} iterations")
+        return tags
 
-    def fail(self) -> str:
-        """A configuration no trial can train (a scheduler's perturbation made it invalid): this trial ends
-        FAILED with the reason on its run, and the study goes on. Returns the run's id."""
-        logger = self.open()
+    def failed_tags(self) -> dict[str, str]:
+        """A configuration no trial can train (a scheduler's perturbation made it invalid)."""
         reason = f"failed: the configuration this trial was given is invalid ({self.invalid})"
-        logger.end("FAILED", {TAG_STATUS: "failed", TAG_STOP_REASON: reason[:5000]})
-        self.logger, self.completed = None, True
-        return logger.run_id
+        return {TAG_STATUS: "failed", TAG_STOP_REASON: reason[:5000]}
 
-    def flush(self) -> None:
-        """Metrics and the latest verdict tags in one request; never behind the last checkpoint."""
-        if self.logger is not None:
-            self.logger.flush(self.pending_tags)
-            self.pending_tags = {}
-
-    def close(self, status: str, tags: dict[str, str] | None = None) -> None:
-        if self.logger is not None:
-            logger, self.logger = self.logger, None
-            if status == "KILLED":  # stopped by a scheduler (final) or interrupted (a resume rewrites them)
-                try:
-                    logger.flush(tags)
-                    self.artifacts.store_final(logger)
-                except Exception as e:  # noqa: BLE001 - closing the run matters more than its curves
-                    print(f"ganlab: could not store the final artifacts of {self.trial_id}: {e}", file=sys.stderr)
-            logger.end(status, tags)
+    def keep_if_best(self, value: float, step: int, mode: str, export) -> None:
+        """``export()``: the lane's models now, kept when ``value`` beats the best so far (``mode``: min or max)."""
+        if not math.isfinite(value):
+            return
+        if self.best is None or (value < self.best["value"] if mode == "min" else value > self.best["value"]):
+            self.best = {"value": float(value), "iteration": step, "models": export()}
 
     # --- checkpoints ---
 
@@ -137,5 +82,3 @@ class TrialRun:
     def restore(self, meta: dict[str, Any]) -> None:
         """This trial's own checkpoint (resume, or a retry after a crash)."""
         self.latest, self.completed, self.verdict = meta["latest"], meta["completed"], meta["verdict"]
-        if not self.completed:
-            self.open().set_tags({TAG_RESUMED_AT: str(self.trainer.iteration)})

@@ -4,6 +4,7 @@ in order and replayed when the server answers again (or by ``ganlab sync``)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -11,8 +12,6 @@ from typing import Any
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
-
-from ganlab.track.history import merge_history
 
 SEND_ATTEMPTS = 3  # tries of one request before its content is spooled to disk
 SEND_BACKOFF_S = 1.0  # wait before the second try; doubles for each further try
@@ -31,38 +30,45 @@ def _unreachable(error: Exception) -> bool:
 
 
 class Spool:
-    """What a trial could not send to an unreachable tracking server, kept on local disk in order, one JSON
-    line per request, replayed by the trial when the server answers again or later by ``ganlab sync``."""
+    """What a pack could not send to an unreachable tracking server, kept on local disk in order, one JSON
+    line per request, replayed when the server answers again or later by ``ganlab sync``. A key names one
+    ordered queue: a trial's run id, or its pack's parts (``<parent run>_<pack>``)."""
 
     def __init__(self, folder: str | Path, tracking_uri: str):
         self.folder = Path(folder)
         self.tracking_uri = tracking_uri
         self.warned = False
 
-    def _file(self, run_id: str) -> Path:
-        return self.folder / f"{run_id}.jsonl"
+    def _file(self, key: str) -> Path:
+        return self.folder / f"{key}.jsonl"
 
-    def pending(self, run_id: str) -> bool:
-        return self._file(run_id).is_file()
+    def _files(self, key: str) -> Path:
+        return self.folder / "files" / key
 
-    def append(self, run_id: str, record: dict[str, Any]) -> None:
+    def pending(self, key: str) -> bool:
+        return self._file(key).is_file()
+
+    def append(self, key: str, record: dict[str, Any]) -> None:
+        """``record`` names its run (``run_id``; the key when it does not)."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": key, **record}
         if record.get("method") == "log_artifact":  # keep a copy: the original is a temporary file
-            copy = self.folder / "files" / run_id / f"{time.time_ns()}_{Path(record['path']).name}"
+            # under its own name: the store names the artifact after the file (diagnostics.parquet)
+            copy = self._files(key) / str(time.time_ns()) / Path(record["path"]).name
             copy.parent.mkdir(parents=True, exist_ok=True)
             copy.write_bytes(Path(record["path"]).read_bytes())
             record = {**record, "path": str(copy)}
-        with self._file(run_id).open("a") as f:
-            f.write(json.dumps({"tracking_uri": self.tracking_uri, "run_id": run_id, **record}) + "\n")
+        with self._file(key).open("a") as f:
+            f.write(json.dumps({"tracking_uri": self.tracking_uri, **record}) + "\n")
         if not self.warned:
             self.warned = True
-            print(f"ganlab: WARNING: the tracking server {self.tracking_uri} is unreachable; run {run_id} keeps "
+            print(f"ganlab: WARNING: the tracking server {self.tracking_uri} is unreachable; run {record['run_id']} keeps "
                   f"training and its logging is kept in {self.folder} (sent when the server answers again, or "
                   "with `ganlab sync`).", file=sys.stderr, flush=True)
 
-    def drain(self, run_id: str) -> bool:
-        """Send this run's spooled requests, in order; True when none is left."""
-        path = self._file(run_id)
+    def drain(self, key: str) -> bool:
+        """Send the requests spooled under ``key``, in order; True when none is left."""
+        path = self._file(key)
         if not path.is_file():
             return True
         lines = path.read_text().splitlines()
@@ -76,6 +82,7 @@ class Spool:
                 path.write_text("".join(l + "\n" for l in lines[i:]))  # keep what is left, in order
                 return False
         path.unlink()
+        shutil.rmtree(self._files(key), ignore_errors=True)
         return True
 
 
@@ -88,8 +95,6 @@ def replay(client: MlflowClient, record: dict[str, Any]) -> None:
         client.log_artifact(run_id, record["path"], record.get("artifact_path"))
     elif method == "set_terminated":
         client.set_terminated(run_id, status=record["status"])
-    elif method == "merge_history":
-        merge_history(client, run_id)
     else:
         raise ValueError(f"unknown spooled request {method!r}")
 
@@ -100,7 +105,7 @@ def sync_folder(folder: str | Path) -> tuple[int, int]:
     done = left = 0
     for path in sorted(Path(folder).rglob("spool/*.jsonl")):
         first = json.loads(path.read_text().splitlines()[0])
-        if Spool(path.parent, first["tracking_uri"]).drain(first["run_id"]):
+        if Spool(path.parent, first["tracking_uri"]).drain(path.stem):
             done += 1
         else:
             left += 1

@@ -3,7 +3,7 @@
 The driver creates the store, the experiment and the parent run before any trial starts, and creates a new
 SQLite store under a file lock (``open_store``): MLflow creates and migrates its tables without one, so two
 first commands on a new store raced ("duplicate column name: step") and could leave it broken for good.
-Trials only ever write through ``ganlab.track`` (a pack's runs through ``ganlab.track.pack.PackWriter``).
+Trials only ever write through ``ganlab.track`` (a pack's runs through ``ganlab.track.writer.PackWriter``).
 This module holds the store's layout: where it is, the tags every run carries, and the study's parent run.
 """
 
@@ -58,6 +58,7 @@ TAG_CONFIG_DIGEST = "ganlab.config_digest"  # a digest of the trial's full confi
 TAG_PACK = "ganlab.pack"  # the Tune trial that trains this trial in a pack, beside others (TAG_PACK_LANES)
 TAG_PACK_LANES = "ganlab.pack_lanes"  # how many trials that pack trains
 TAG_LOGGED_THROUGH = "ganlab.logged_through"  # every metric up to this step is in the store
+TAG_HISTORY = "ganlab.history"  # <parent run id>/<folder>: where the trial's pack keeps its Parquet parts
 TAG_VERDICT = "ganlab.verdict"  # the stability verdict, kept up to date while the trial runs
 TAG_VERDICT_REASON = "ganlab.verdict_reason"  # why the verdict is what it is
 TAG_STATUS = "ganlab.status"  # finished | diverged | stopped (by a scheduler) | failed
@@ -222,6 +223,20 @@ def find_pack_runs(client: MlflowClient, study: StudyRun, pack_id: str, status: 
     )
 
 
+SEARCH_PAGE = 1000  # runs per search request (MLflow's SQL store caps a page at 50,000)
+
+
+def search_all_runs(client: MlflowClient, study: StudyRun, filter_string: str) -> list:
+    """Every run of the study's experiment that ``filter_string`` matches, page by page."""
+    runs, token = [], None
+    while True:
+        page = client.search_runs([study.experiment_id], filter_string, max_results=SEARCH_PAGE, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
 def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
     """The child run a trial already has under this study run (after a resume, retry or PBT restart)."""
     runs = client.search_runs(
@@ -230,3 +245,40 @@ def find_trial_run(client: MlflowClient, study: StudyRun, trial_id: str):
         max_results=2,
     )
     return runs[0] if runs else None
+
+
+# --- the study's other writes: the driver's, the CLI's and the schedulers' (the trials' go through PackWriter) ---
+
+
+def tag_run(tracking_uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Tags on one run, in one request."""
+    from mlflow.entities import RunTag
+
+    MlflowClient(tracking_uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def log_artifact(tracking_uri: str, run_id: str, path: str | Path, folder: str | None = None) -> None:
+    MlflowClient(tracking_uri).log_artifact(run_id, str(path), folder)
+
+
+def fail_trial_runs(study: StudyRun, tune_trial_id: str, packed: bool, reason: str) -> int:
+    """The runs a dead worker left open (every lane of its pack, or its one trial): FAILED, with ``reason``.
+    Returns how many."""
+    client = MlflowClient(study.tracking_uri)
+    if packed:
+        runs = find_pack_runs(client, study, tune_trial_id)
+    else:
+        runs = [run for run in [find_trial_run(client, study, tune_trial_id)] if run is not None]
+    for run in runs:
+        tag_run(study.tracking_uri, run.info.run_id, {TAG_STATUS: "failed", TAG_STOP_REASON: reason[:5000]})
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return len(runs)
+
+
+def close_orphans(study: StudyRun, status: str) -> None:
+    """No child run is left RUNNING when the driver exits: a killed worker may not have closed its own."""
+    client = MlflowClient(study.tracking_uri)
+    stuck = search_all_runs(client, study, f"tags.`{TAG_PARENT}` = '{study.parent_run_id}' and "
+                                           "attributes.status = 'RUNNING'")
+    for run in stuck:
+        client.set_terminated(run.info.run_id, status=status)

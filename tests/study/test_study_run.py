@@ -2,6 +2,7 @@
 torch training, a fresh MLflow SQLite store in a temporary folder, then pandas. Nothing here is mocked."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -23,7 +24,7 @@ from forkserver import run_ganlab, start_ganlab
 pytestmark = pytest.mark.integration
 
 GANLAB = str(Path(sys.executable).parent / "ganlab")
-RATIOS, SEEDS, STEPS, LOG_EVERY, EVAL_EVERY = [1.0, 4.0], [0, 1], 60, 10, 30
+RATIOS, SEEDS, STEPS, LOG_EVERY, EVAL_EVERY, CHART_POINTS = [1.0, 4.0], [0, 1], 60, 10, 30, 3
 STUDY = textwrap.dedent(
     f"""
     name: tiny
@@ -39,11 +40,16 @@ STUDY = textwrap.dedent(
     resources: {{cpu: 1}}
     artifacts: {{save_models: true}}
     max_concurrent: 2
+    chart_points: {CHART_POINTS}
     """
 )
 N = len(RATIOS) * len(SEEDS)
-# MLflow gets every 5th logged step and every eval step (mlflow_every_logs); diagnostics.parquet gets all
-MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY) if s % (5 * LOG_EVERY) == 0 or s % EVAL_EVERY == 0)
+# MLflow gets a headline diagnostic (acc/real) at chart_points logged steps spread over training (every 2nd of 6)
+# and at every eval step; any other metric at eval steps only (the last among them); diagnostics.parquet gets all
+MLFLOW_STEPS = sorted(s for s in range(LOG_EVERY, STEPS + 1, LOG_EVERY)
+                      if (s // LOG_EVERY) % math.ceil(STEPS // LOG_EVERY / CHART_POINTS) == 0 or s % EVAL_EVERY == 0)
+assert MLFLOW_STEPS == [20, 30, 40, 60]
+EVAL_STEPS = list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
 
 
 def ganlab_run(workdir: Path, study: Path, cluster: tuple[str, dict]) -> subprocess.CompletedProcess:
@@ -98,7 +104,7 @@ def test_one_parent_and_n_children(uri, study_dir):
     assert len(parents) == 1 and len(children) == N
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"tiny.yaml", "summary.csv"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"tiny.yaml", "summary.csv", "history"}
     assert json.loads(parent.data.params["sweep.optim.lr_ratio"]) == {"grid": RATIOS}
     combos = set()
     for child in children:
@@ -111,7 +117,9 @@ def test_one_parent_and_n_children(uri, study_dir):
         history = client.get_metric_history(child.info.run_id, "acc/real")
         assert sorted(m.step for m in history) == MLFLOW_STEPS
         evals = client.get_metric_history(child.info.run_id, "eval/modes")
-        assert sorted(m.step for m in evals) == list(range(EVAL_EVERY, STEPS + 1, EVAL_EVERY))
+        assert sorted(m.step for m in evals) == EVAL_STEPS
+        other = client.get_metric_history(child.info.run_id, "param/d")  # not a headline: the last step only
+        assert sorted(m.step for m in other) == [STEPS]
     assert combos == {(r, s) for r in RATIOS for s in SEEDS}
 
 

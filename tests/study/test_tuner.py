@@ -98,7 +98,6 @@ def test_a_stalled_tune_loop_is_restarted_and_every_trial_finishes_from_its_chec
           train: {steps: 100, eval_every: 50, log_every: 10, eval_samples: 200}
         resources: {cpu: 1}
         artifacts: {sample_plots: 0}
-        mlflow_every_logs: 1
         stall_timeout_s: 2
         """))
     proc = subprocess.run([sys.executable, "-c", STALLING_DRIVER, "run", "study.yaml", "--address", address],

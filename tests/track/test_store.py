@@ -117,3 +117,38 @@ def test_processes_opening_a_new_sqlite_store_at_once_all_succeed(tmp_path):
     from mlflow.tracking import MlflowClient
 
     assert [e.name for e in MlflowClient(uri).search_experiments()] == ["Default"]
+
+
+MLFLOW_WRITES = {"log_batch", "log_metric", "log_metrics", "log_param", "log_params", "set_tag", "set_tags",
+                 "log_artifact", "log_artifacts", "log_dict", "create_run", "set_terminated", "update_run",
+                 "delete_run", "create_experiment"}
+WRITERS = {"PackWriter"}  # ganlab.track's own writer objects: their methods are track's, wherever called
+
+
+def mlflow_writes(root: Path) -> dict[str, set[str]]:
+    """Calls of MLflow's write methods on an MlflowClient (or ``mlflow.``) in each module outside ``track/``:
+    a write there bypasses track's batching, spooling and exactly-once bookkeeping."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if rel.startswith("track/"):
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in MLFLOW_WRITES:
+                owner = ast.unparse(node.func.value)
+                if "client" in owner.lower() or owner.startswith("mlflow") or "MlflowClient" in owner:
+                    found.setdefault(rel, set()).add(f"{owner}.{node.func.attr}")
+    return found
+
+
+def test_every_mlflow_write_goes_through_track():
+    assert not mlflow_writes(PACKAGE), "MLflow written outside ganlab/track (use ganlab.track.store's functions or " \
+        f"the pack's writer): {mlflow_writes(PACKAGE)}"
+
+
+def test_the_write_checker_sees_a_client_write(tmp_path):
+    (tmp_path / "study").mkdir()
+    (tmp_path / "study" / "x.py").write_text("from mlflow.tracking import MlflowClient\n"
+                                             "MlflowClient('sqlite:///x').set_tag('r', 'k', 'v')\n")
+    assert mlflow_writes(tmp_path) == {"study/x.py": {"MlflowClient('sqlite:///x').set_tag"}}
