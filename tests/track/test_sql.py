@@ -1,15 +1,43 @@
 """ganlab.track.sql writes MLflow's SQL store in bulk, beside MLflow's own API: what MLflow reads back must be
 what ``log_batch`` would have stored, point for point (values, NaN and infinities, each metric's latest value by
-step, then timestamp, then value) and tag for tag."""
+step, then timestamp, then value) and tag for tag. On SQLite and on PostgreSQL (a throwaway cluster,
+tests/track/pg.py; skipped, saying why, where it cannot start), whose rows go in by another path (multi-row
+VALUES through psycopg2)."""
 
 import math
 import random
+import uuid
+
+import pytest
 
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from ganlab.track.sql import SqlWriter
 from ganlab.track.store import open_store
+from pg import Postgres, unavailable
+
+
+@pytest.fixture(scope="module")
+def _postgres():
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    with Postgres(fsync=False) as pg:
+        yield pg.uri
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_uri(request, tmp_path):
+    """One MLflow store per test on SQLite; one PostgreSQL database for the module (each test its own
+    experiment)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return request.getfixturevalue("_postgres")
+
+
+def _experiment(client) -> str:
+    return client.create_experiment(f"x-{uuid.uuid4().hex}")
 
 
 def _points(seed: int = 0):
@@ -24,9 +52,9 @@ def _points(seed: int = 0):
     return points
 
 
-def test_bulk_rows_read_back_as_log_batch_stores_them(sqlite_uri):
-    client = open_store(sqlite_uri)
-    experiment = client.create_experiment("x")
+def test_bulk_rows_read_back_as_log_batch_stores_them(store_uri):
+    client = open_store(store_uri)
+    experiment = _experiment(client)
     by_api, in_bulk = (client.create_run(experiment).info.run_id for _ in range(2))
     points = _points()
     client.log_batch(by_api, metrics=[Metric(k, v, ts, s) for k, v, ts, s in points[:100]])
@@ -34,7 +62,7 @@ def test_bulk_rows_read_back_as_log_batch_stores_them(sqlite_uri):
                      tags=[RunTag("a", "1"), RunTag("b", "2")])
     tie = [("k2", 9.0, 1290, 290)]  # a later write, same step and timestamp as k2's latest, a larger value
     client.log_batch(by_api, metrics=[Metric(*tie[0])])
-    writer = SqlWriter(sqlite_uri)
+    writer = SqlWriter(store_uri)
     writer.write([(in_bulk, k, v, ts, s) for k, v, ts, s in points[:100]], tags={in_bulk: {"a": "0"}})
     writer.write([(in_bulk, k, v, ts, s) for k, v, ts, s in points[100:]], tags={in_bulk: {"a": "1", "b": "2"}})
     writer.write([(in_bulk, *tie[0])])
@@ -50,11 +78,11 @@ def test_bulk_rows_read_back_as_log_batch_stores_them(sqlite_uri):
     assert {k: v for k, v in bulk.data.tags.items() if len(k) == 1} == {"a": "1", "b": "2"}
 
 
-def test_one_write_covers_many_runs_and_ends_them(sqlite_uri):
-    client = open_store(sqlite_uri)
-    experiment = client.create_experiment("x")
+def test_one_write_covers_many_runs_and_ends_them(store_uri):
+    client = open_store(store_uri)
+    experiment = _experiment(client)
     runs = [client.create_run(experiment).info.run_id for _ in range(5)]
-    writer = SqlWriter(sqlite_uri)
+    writer = SqlWriter(store_uri)
     writer.write([(r, "m", float(i), 1, s) for i, r in enumerate(runs) for s in range(3)],
                  params={r: {"seed": str(i)} for i, r in enumerate(runs)})
     writer.terminate(runs[:3], "FINISHED")
@@ -66,24 +94,22 @@ def test_one_write_covers_many_runs_and_ends_them(sqlite_uri):
         assert (run.info.end_time is not None) == (i < 3)
 
 
-def test_a_write_that_fails_stores_nothing(sqlite_uri):
+def test_a_write_that_fails_stores_nothing(store_uri):
     """One transaction: a flush that fails half-way (here a run that does not exist) leaves no point behind,
     so a pack that retries it, or restarts, never stores a point twice."""
-    import pytest
-
-    client = open_store(sqlite_uri)
-    run = client.create_run(client.create_experiment("x")).info.run_id
+    client = open_store(store_uri)
+    run = client.create_run(_experiment(client)).info.run_id
     with pytest.raises(Exception):
-        SqlWriter(sqlite_uri).write([(run, "m", 1.0, 1, 1), ("0" * 32, "m", 1.0, 1, 1)])
-    assert MlflowClient(sqlite_uri).get_metric_history(run, "m") == []
+        SqlWriter(store_uri).write([(run, "m", 1.0, 1, 1), ("0" * 32, "m", 1.0, 1, 1)])
+    assert MlflowClient(store_uri).get_metric_history(run, "m") == []
 
 
-def test_runs_created_in_bulk_read_back_as_create_run_makes_them(sqlite_uri):
-    client = open_store(sqlite_uri)
-    experiment = client.create_experiment("x")
+def test_runs_created_in_bulk_read_back_as_create_run_makes_them(store_uri):
+    client = open_store(store_uri)
+    experiment = _experiment(client)
     tags = {"a": "1", "mlflow.user": "someone"}
     by_api = client.get_run(client.create_run(experiment, tags=tags, run_name="trial 1").info.run_id)
-    (run_id, artifact_uri), = SqlWriter(sqlite_uri).create_runs(experiment, [("trial 1", tags)])
+    (run_id, artifact_uri), = SqlWriter(store_uri).create_runs(experiment, [("trial 1", tags)])
     bulk = client.get_run(run_id)
     assert bulk.info.artifact_uri == artifact_uri == by_api.info.artifact_uri.replace(by_api.info.run_id, run_id)
     same = ("experiment_id", "user_id", "status", "run_name", "lifecycle_stage", "end_time")
