@@ -3,15 +3,16 @@
     .venv/bin/python bench/logging_overhead.py [--steps 1500] [--repeats 3] [--threads 1]
 
 The trial is studies/lr_ratio.yaml's (ring8, MLP 128x3, batch 256, diagnostics every 10 steps, eval every
-250). "on" logs exactly as a study trial does (``TrialLogger`` to a fresh SQLite store: every logged
-point, a flush with its Parquet part every ``flush_interval_s``, the merged Parquet history and curves at
-the end); "off" iterates the same ``Trainer.run()`` and drops the reports. Runs alternate on/off so drift
+250). "on" logs as a study trial does (its ``PackWriter`` to a fresh SQLite store: every logged
+point to Parquet, the headline ones to MLflow at ``chart_points`` resolution or every logged step, a flush
+every ``flush_interval_s``, diagnostics.parquet and curves at the end); "off" iterates the same ``Trainer.run()`` and drops the reports. Runs alternate on/off so drift
 cancels; the table shows the median wall time of each and the overhead. Target (issue 6): <= 3 %.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -21,32 +22,38 @@ import torch
 
 from ganlab.diagnose import plots
 from ganlab.config import StudyConfig, apply_overrides, load_study
-from ganlab.track import TrialLogger, start_study_run
+import numpy as np
+
+from ganlab.diagnose import metrics as M
+from ganlab.track import PackWriter, RunSpec, start_study_run
 from ganlab.train.trainer import Trainer
 
 TARGET = 0.03
 STUDY = Path(__file__).resolve().parents[1] / "studies" / "lr_ratio.yaml"
 
 
-def run(cfg, logger: TrialLogger | None, flush_s: float, every_logs: int = 1) -> tuple[float, int]:
-    """One trial; ``every_logs``: every k-th logged step (and every eval step) to MLflow, as a study trial."""
+def run(cfg, writer: PackWriter | None, flush_s: float, chart_every: int = 1) -> tuple[float, int]:
+    """One trial; the headline metrics to MLflow every ``chart_every``-th logged step, all at eval steps."""
     started = last_flush = time.perf_counter()
     trainer, points = Trainer(cfg, "cpu"), 0
-    every = cfg.train.log_every * every_logs
-    for report in trainer.run():
-        points += len(report.metrics)
-        if logger is not None:
-            to_mlflow = report.evaluated or report.step % every == 0 or report.step == cfg.train.steps
-            logger.log_metrics(report.step, report.metrics, to_mlflow)
+    for report in trainer.run_pack():
+        points += len(report.names)
+        if writer is not None:
+            if report.evaluated or report.step == cfg.train.steps:
+                columns = None
+            elif (report.step // cfg.train.log_every) % chart_every == 0:
+                columns = [k for k, n in enumerate(report.names) if n in M.CHART]
+            else:
+                columns = []
+            writer.record(report.step, report.names, report.values.numpy(), [0], columns)
             if time.perf_counter() - last_flush >= flush_s:
-                logger.flush()
+                writer.flush()
                 last_flush = time.perf_counter()
-    if logger is not None:
-        logger.flush()
-        with tempfile.TemporaryDirectory() as tmp:
-            history = logger.merge_history()
-            logger.log_artifact(plots.curves(history, Path(tmp) / "curves.png", ["acc/real", "acc/fake"]))
-        logger.end("FINISHED")
+    if writer is not None:
+        histories = writer.histories([0])
+        plots.curves(histories[0], writer.stage(0) / "curves.png", ["acc/real", "acc/fake"])
+        writer.end([0], "FINISHED", None, histories)
+        writer.close()
     return time.perf_counter() - started, points
 
 
@@ -59,8 +66,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     study: StudyConfig = load_study(STUDY)
     cfg = apply_overrides(study.trial, {"train.steps": args.steps})
+    logged = args.steps // cfg.train.log_every
+    default = max(1, math.ceil(logged / study.chart_points))
     modes = {"off": None, "on, every log step to MLflow": 1,
-             f"on, every {study.mlflow_every_logs}th (default)": study.mlflow_every_logs}
+             f"on, chart_points {study.chart_points} (default)": default}
     times: dict[str, list[float]] = {m: [] for m in modes}
     points = 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,8 +81,11 @@ def main() -> None:
             order = list(modes) if i % 2 == 0 else list(reversed(modes))
             for mode in order:
                 k = modes[mode]
-                logger = None if k is None else TrialLogger.open(study_run, f"t{i}{k}", mode, cfg.flat(), {}, {})
-                wall, points = run(cfg, logger, study.flush_interval_s, k or 1)
+                writer = None
+                if k is not None:
+                    writer = PackWriter(study_run, f"t{i}{k}")
+                    writer.open([RunSpec(f"t{i}{k}", mode, cfg.flat(), {}, {})])
+                wall, points = run(cfg, writer, study.flush_interval_s, k or 1)
                 times[mode].append(wall)
                 print(f"  {mode}: {wall:.2f} s", flush=True)
     off = statistics.median(times["off"])

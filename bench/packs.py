@@ -88,6 +88,7 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
     packs = plan_packs(study, study.points(), slots)
     cfgs = [[apply_overrides(study.trial, study.resolve(trial.point)) for trial in pack.trials] for pack in packs]
     measured: dict[str, tuple[float, float]] = {}  # shape -> (s per step, s per evaluation) of its largest pack
+    booked: tuple[int, float] | None = None  # (lanes, seconds) of the largest pack's whole bookkeeping
     for pack in sorted(cfgs, key=len, reverse=True):
         shape = pack_shape(pack[0])
         if shape in measured:
@@ -104,6 +105,10 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
         started = time.perf_counter()
         trainer.evaluate()
         measured[shape] = (per_step, time.perf_counter() - started)
+        if booked is None:
+            booked = (len(pack), bookkeeping(study, pack, trainer))
+            print(f"  bookkeeping of that pack, whole (runs, points, Parquet, pictures, ends): {booked[1]:.1f} s",
+                  file=sys.stderr, flush=True)
         print(f"  {len(pack)} lanes, {', '.join(f'{k}={v}' for k, v in packs[cfgs.index(pack)].trials[0].point.items())}: "
               f"{1000 * per_step:.1f} ms/step, {measured[shape][1]:.2f} s/evaluation", file=sys.stderr, flush=True)
     times = []
@@ -115,10 +120,63 @@ def estimate(study_file: str, steps: int, slots: int | None, threads: int, devic
     loads = [0.0] * slots
     for seconds in sorted(times, reverse=True):  # longest first onto the least loaded slot
         loads[loads.index(min(loads))] += seconds
+    book = sum(booked[1] * len(pack) / booked[0] for pack in cfgs)  # bookkeeping scales with the lanes
     print(f"{study.name}: {study.trial_count()} trials in {len(packs)} packs on {slots} slot(s) of {threads} thread(s), "
           f"measured over {steps} steps of each shape's largest pack: training ~{max(loads) / 60:.0f} min "
-          f"(sum over packs {sum(times) / 3600:.1f} CPU-h); Ray, MLflow and checkpoints not included")
+          f"(sum over packs {sum(times) / 3600:.1f} CPU-h); bookkeeping ~{book / 60:.1f} min in all "
+          f"({1000 * booked[1] / booked[0]:.0f} ms a trial, measured on a {booked[0]}-trial pack against a fresh "
+          "SQLite store); Ray start-up and checkpoints not included")
     return 0
+
+
+def bookkeeping(study, pack, trainer) -> float:
+    """Seconds the study's own writer takes to book one pack's whole run, as ``ganlab run`` books it, without
+    the training: its runs opened, every logged step recorded (MLflow points as ``ChartPlan`` chooses, all to
+    Parquet), a flush per eval step, the sample pictures, and at the end the curves, histories and runs ended.
+    The figures are random; their names and count are the trainer's own."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from ganlab.diagnose import plots
+    from ganlab.study.artifacts import PackArtifacts
+    from ganlab.study.chart import ChartPlan
+    from ganlab.track import PackWriter, RunSpec, start_study_run
+
+    names = {}
+    for report in trainer.run_pack(stop_at=trainer.iteration + pack[0].train.log_every):
+        names[False] = report.names
+    names[True] = tuple(trainer.evaluate())
+    names[True] = names[False] + tuple(n for n in names[True] if n not in names[False])
+    t, lanes = pack[0].train, list(range(len(pack)))
+    plan = ChartPlan(t, study.chart_points)
+    pictures = PackArtifacts(study.artifacts, t, trainer)
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "s.yaml").write_text("name: bench\n")
+        run = start_study_run(f"sqlite:///{tmp}/mlflow.db", "bench", Path(tmp) / "s.yaml", {}, {})
+        started = time.perf_counter()
+        writer = PackWriter(run, "pack")
+        writer.open([RunSpec(f"t{i}", f"t{i}", cfg.flat(), {}, cfg.model_dump(mode="json")) for i, cfg in enumerate(pack)])
+        for step in range(t.log_every, t.steps + 1, t.log_every):
+            evaluated = step % t.eval_every == 0 or step == t.steps
+            columns = names[evaluated]
+            writer.record(step, columns, rng.random((len(lanes), len(columns))), lanes,
+                          plan.columns(columns, step, evaluated))
+            if pictures.plot_due(step) and evaluated:
+                samples = torch.randn(len(lanes), t.eval_samples, 2)
+                plots.scatters(samples, [writer.stage(i) / "samples" / f"step_{step:06d}.png" for i in lanes],
+                               titles=[f"step {step}"] * len(lanes))
+            if evaluated:
+                writer.flush()
+        histories = writer.histories(lanes)
+        for i in lanes:
+            plots.curves(histories[i], writer.stage(i) / "curves.png", ["acc/real", "acc/fake", "loss/d", "loss/g"])
+        writer.end(lanes, "FINISHED", None, histories)
+        writer.close()
+        return time.perf_counter() - started
 
 
 def main() -> int:

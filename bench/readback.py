@@ -2,9 +2,9 @@
 
     .venv/bin/python bench/readback.py [--trials 200] [--steps 3000] [--metrics 30]
 
-Builds a study in a fresh SQLite store through ganlab's own writer (``TrialLogger``: a parent run, one
-child run per trial, diagnostics every 10 steps of which every 5th goes to MLflow and all to the trial's
-``diagnostics.parquet``), without training anything, then times, side by side:
+Builds a study in a fresh SQLite store through ganlab's own writer (``PackWriter``, packs of 50 trials: a
+parent run, one child run per trial, diagnostics every 10 steps of which every 5th goes to MLflow and all to
+the trial's ``diagnostics.parquet``), without training anything, then times, side by side:
 
 * ``load_study``: one row per trial (MLflow ``search_runs``, paged);
 * ``load_history``: every trial's full-resolution history in long format (one Parquet read per trial);
@@ -24,7 +24,9 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from ganlab.analysis import load_history, load_study
-from ganlab.track import TAG_SWEPT, TrialLogger, start_study_run
+import numpy as np
+
+from ganlab.track import TAG_SWEPT, PackWriter, RunSpec, start_study_run
 
 LOG_EVERY, MLFLOW_EVERY_LOGS = 10, 5
 
@@ -33,16 +35,18 @@ def build(uri: str, folder: Path, trials: int, steps: int, n_metrics: int) -> No
     (folder / "readback.yaml").write_text("name: readback\n")
     study = start_study_run(uri, "readback", folder / "readback.yaml", {}, {TAG_SWEPT: '["optim.lr_ratio"]'})
     names = [f"diag/m{i:02d}" for i in range(n_metrics)]
-    for t in range(trials):
-        logger = TrialLogger.open(study, f"trial_{t:05d}", f"{t:05d}", {"optim.lr_ratio": 2.0 ** (t % 6 - 2)}, {}, {})
+    pack = 50
+    for first in range(0, trials, pack):
+        lanes = list(range(min(pack, trials - first)))
+        writer = PackWriter(study, f"pack_{first:05d}")
+        writer.open([RunSpec(f"trial_{t:05d}", f"{t:05d}", {"optim.lr_ratio": 2.0 ** (t % 6 - 2)}, {}, {})
+                     for t in range(first, first + len(lanes))])
         for step in range(LOG_EVERY, steps + 1, LOG_EVERY):
-            values = {n: math.sin(step / 100 + i + t) for i, n in enumerate(names)}
-            logger.log_metrics(step, values, to_mlflow=step % (LOG_EVERY * MLFLOW_EVERY_LOGS) == 0)
-        logger.flush()
-        logger.merge_history()
-        logger.end("FINISHED")
-        if (t + 1) % 50 == 0:
-            print(f"  built {t + 1}/{trials} trials", flush=True)
+            values = np.sin(step / 100 + np.arange(n_metrics)[None, :] + first + np.array(lanes)[:, None])
+            writer.record(step, names, values, lanes, None if step % (LOG_EVERY * MLFLOW_EVERY_LOGS) == 0 else [])
+        writer.end(lanes, "FINISHED", None, writer.histories(lanes))
+        writer.close()
+        print(f"  built {first + len(lanes)}/{trials} trials", flush=True)
 
 
 def main() -> None:
