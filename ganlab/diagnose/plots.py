@@ -6,6 +6,8 @@ and the dashboards, which draw a few figures for people, keep matplotlib (``ganl
 
 from __future__ import annotations
 
+import functools
+
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -34,8 +36,28 @@ INK, FRAME, GRID, CROSS, LINE = range(MAX_STACK + 1, MAX_STACK + 6)
 INKS = [(40, 40, 40), (120, 120, 120), (225, 225, 225), (214, 39, 40), (31, 119, 180)]
 
 
+@functools.lru_cache(maxsize=1)
 def _font() -> ImageFont.ImageFont:
     return ImageFont.load_default()
+
+
+@functools.lru_cache(maxsize=4096)
+def _glyphs(text: str, anchor: str) -> tuple[Image.Image, int, int]:
+    """``text`` rendered once as a 1-bit mask, with its offset from the anchor point: a pack's pictures repeat
+    the same labels and titles hundreds of times, and rendering them through FreeType each time was a third of
+    a scatter's cost."""
+    left, top, right, bottom = _font().getbbox(text, anchor=anchor)
+    mask = Image.new("1", (max(1, right - left), max(1, bottom - top)), 0)
+    ImageDraw.Draw(mask).text((-left, -top), text, fill=1, font=_font(), anchor=anchor)
+    return mask, left, top
+
+
+def _text(image: Image.Image, xy, text: str, fill: int, anchor: str) -> None:
+    """``ImageDraw.text`` on a palette image (which draws unantialiased glyphs), from the cache."""
+    if not text:
+        return
+    mask, left, top = _glyphs(text, anchor)
+    image.paste(fill, (int(round(xy[0])) + left, int(round(xy[1])) + top), mask)
 
 
 def _label(value: float) -> str:
@@ -129,25 +151,25 @@ def _finish_scatter(counts: np.ndarray, view, means: np.ndarray | None, title: s
     canvas = np.zeros((SCATTER_SIZE, SCATTER_SIZE), dtype=np.uint8)
     canvas[top: SCATTER_SIZE - bottom, left: SCATTER_SIZE - right] = np.minimum(counts, MAX_STACK)
     image = _image(canvas)
-    draw, font = ImageDraw.Draw(image), _font()
+    draw = ImageDraw.Draw(image)
     x0, y0, x1, y1 = left, top, SCATTER_SIZE - right - 1, SCATTER_SIZE - bottom - 1
     draw.rectangle([x0, y0, x1, y1], outline=FRAME)
     cx, cy, half = view
     for value in _ticks(cx - half, cx + half):
         col = x0 + (value - (cx - half)) / (2 * half) * (x1 - x0)
         draw.line([(col, y1), (col, y1 + 3)], fill=FRAME)
-        draw.text((col, y1 + 5), _label(value), fill=INK, font=font, anchor="ma")
+        _text(image, (col, y1 + 5), _label(value), INK, "ma")
     for value in _ticks(cy - half, cy + half):
         row = y0 + ((cy + half) - value) / (2 * half) * (y1 - y0)
         draw.line([(x0 - 3, row), (x0, row)], fill=FRAME)
-        draw.text((x0 - 5, row), _label(value), fill=INK, font=font, anchor="rm")
+        _text(image, (x0 - 5, row), _label(value), INK, "rm")
     if means is not None and len(means):
         cols, rows, inside = _pixels(means, view)
         for c, r in zip(cols[inside] + x0, rows[inside] + y0):
             draw.line([(c - 4, r - 4), (c + 4, r + 4)], fill=CROSS, width=2)
             draw.line([(c - 4, r + 4), (c + 4, r - 4)], fill=CROSS, width=2)
-        draw.text((x1 - 4, y0 + 4), "x mode centres", fill=CROSS, font=font, anchor="ra")
-    draw.text((SCATTER_SIZE // 2, 6), title, fill=INK, font=font, anchor="ma")
+        _text(image, (x1 - 4, y0 + 4), "x mode centres", CROSS, "ra")
+    _text(image, (SCATTER_SIZE // 2, 6), title, INK, "ma")
     return _save(image, path)
 
 
@@ -250,7 +272,7 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
     left, top, right, bottom = CURVE_MARGIN
     height = len(columns) * CURVE_PANEL + bottom
     image = _image(np.zeros((height, CURVE_WIDTH), dtype=np.uint8))
-    draw, font = ImageDraw.Draw(image), _font()
+    draw = ImageDraw.Draw(image)
     xs = df[x].to_numpy(dtype=float) if x in df.columns and len(df) else np.zeros(0)
     x_low, x_high = (float(np.nanmin(xs)), float(np.nanmax(xs))) if len(xs) else (0.0, 1.0)
     x_span = (x_high - x_low) or 1.0
@@ -258,7 +280,7 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
     for i, column in enumerate(columns):
         y0, y1 = i * CURVE_PANEL + top, (i + 1) * CURVE_PANEL - 4
         draw.rectangle([x0, y0, x1, y1], outline=FRAME)
-        draw.text((x0 - 6, (y0 + y1) // 2), column, fill=INK, font=font, anchor="rm")
+        _text(image, (x0 - 6, (y0 + y1) // 2), column, INK, "rm")
         ys = df[column].to_numpy(dtype=float) if column in df.columns else np.full(len(xs), np.nan)
         ok = np.isfinite(ys) & np.isfinite(xs)
         if ok.any():
@@ -268,7 +290,7 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
             for value in _ticks(low, high, 3):
                 row = y1 - (value - low) / (high - low) * (y1 - y0)
                 draw.line([(x0 + 1, row), (x1 - 1, row)], fill=GRID)
-                draw.text((x0 + 3, row), _label(value), fill=FRAME, font=font, anchor="lm")
+                _text(image, (x0 + 3, row), _label(value), FRAME, "lm")
             cols = x0 + (xs - x_low) / x_span * (x1 - x0)
             rows = y1 - (ys - low) / (high - low) * (y1 - y0)
             breaks = np.flatnonzero(~ok)
@@ -281,8 +303,8 @@ def curves(df: pd.DataFrame | Sequence[dict[str, float]], path: str | Path, colu
                               fill=LINE, width=1)
     for value in _ticks(x_low, x_high, 5):
         col = x0 + (value - x_low) / x_span * (x1 - x0)
-        draw.text((col, height - bottom + 4), _label(value), fill=INK, font=font, anchor="ma")
-    draw.text((4, height - 2), x, fill=INK, font=font, anchor="ld")
+        _text(image, (col, height - bottom + 4), _label(value), INK, "ma")
+    _text(image, (4, height - 2), x, INK, "ld")
     return _save(image, path)
 
 
