@@ -76,10 +76,14 @@ class StudyCallback(tune.Callback):
         self._latest: dict[str, dict] = {}
         self._done: set[str] = set()  # Tune calls on_trial_complete before it marks the trial TERMINATED
         self._failed: set[str] = set()
+        self._sizes: dict[str, int] = {}
         self._last_print = 0.0
 
     def _counts(self, trials) -> str:
-        sizes = {t.trial_id: len(PackSpec.of(t.config).trials) for t in trials}
+        for t in trials:  # a Tune trial's pack never changes size: read once (per result, it cost O(trials))
+            if t.trial_id not in self._sizes:
+                self._sizes[t.trial_id] = len(PackSpec.of(t.config).trials)
+        sizes = {t.trial_id: self._sizes[t.trial_id] for t in trials}
         lanes_done = {i: int(r.get("lanes_done", 0)) for i, r in self._latest.items()}
         return trial_counts(self.total_trials, {t.trial_id: t.status for t in trials}, self._done, self._failed,
                             sizes, lanes_done)
