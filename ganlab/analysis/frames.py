@@ -127,6 +127,7 @@ def load_study(
             f"tags.`{TAG_KIND}` = 'trial' and tags.`{TAG_PARENT}` = '{parent.info.run_id}'",
         )
         for child in children:
+            _remember_artifact_uri(child.info.run_id, child.info.artifact_uri)
             decoded = {k: _decode(v) for k, v in child.data.params.items()}
             end = child.info.end_time
             row: dict[str, Any] = {
@@ -217,7 +218,7 @@ def _histories(client: MlflowClient, trials: pd.DataFrame, metrics=None, threads
 
     def one(run_id: str) -> pd.DataFrame:
         local = _local_artifact(client, run_id, HISTORY_FILE)
-        wide = pd.read_parquet(local) if local else _download_history(client, run_id)
+        wide = _read_columns(local, metrics) if local else _download_history(client, run_id)
         if wide is None or wide.empty:
             wide = read_history(client, run_id)  # a trial still running: its parts so far
         if wide is None or wide.empty:
@@ -228,12 +229,34 @@ def _histories(client: MlflowClient, trials: pd.DataFrame, metrics=None, threads
         return list(pool.map(one, trials["run_id"]))
 
 
+def _read_columns(path: str, metrics) -> pd.DataFrame:
+    """A history file, only the step and ``metrics`` (all: None): a trial's file holds ~80 columns, and reading
+    only the few a caller needs is ~4x faster (1.8 against 7 ms a file)."""
+    import pyarrow.parquet as pq
+
+    file = pq.ParquetFile(path)
+    columns = None if metrics is None else [c for c in file.schema_arrow.names if c == "step" or c in metrics]
+    return file.read(columns=columns).to_pandas()
+
+
+_ARTIFACT_URIS: dict[str, str] = {}  # run id -> artifact URI, as the runs' search returned it (it never changes)
+_ARTIFACT_URIS_MAX = 200_000
+
+
+def _remember_artifact_uri(run_id: str, uri: str) -> None:
+    """A run's artifact URI, kept from the search that found it: asking the store again (``get_run``, ~20 ms on
+    SQLite) for every trial was most of reading a 2,000-trial study back."""
+    if len(_ARTIFACT_URIS) >= _ARTIFACT_URIS_MAX:
+        _ARTIFACT_URIS.clear()
+    _ARTIFACT_URIS[run_id] = uri
+
+
 def _local_artifact(client: MlflowClient, run_id: str, path: str) -> str | None:
     """A local store's artifact is a file: read it in place rather than copying it."""
     from pathlib import Path
     from urllib.parse import urlparse
 
-    uri = client.get_run(run_id).info.artifact_uri
+    uri = _ARTIFACT_URIS.get(run_id) or client.get_run(run_id).info.artifact_uri
     if uri.startswith("file:"):
         local = Path(urlparse(uri).path) / path
         return str(local) if local.is_file() else None
