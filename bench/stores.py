@@ -54,15 +54,14 @@ BIN = Path(sys.executable).parent
 sys.path.insert(0, str(REPO / "tests" / "track"))  # the throwaway cluster the PostgreSQL test starts, too
 from pg import Postgres, free_port, unavailable  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+from pack_studies import DIRAC400  # noqa: E402  (the same Dirac-GAN trial, shorter, over fewer theta0 values)
+
 DIRAC200 = {
+    **DIRAC400,
     "name": "dirac200",
-    "trial": {"data": {"name": "dirac"}, "model": {"name": "dirac", "theta0": 1.0, "psi0": -1.0},
-              "loss": {"name": "minimax"}, "optim": {"name": "sgd", "lr_g": 0.1},
-              "schedule": {"mode": "simultaneous"}, "train": {"steps": 300, "eval_every": 50, "log_every": 10}},
-    "sweep": {"optim.lr_g": {"grid": [round(0.01 * (i + 1), 3) for i in range(20)]},
-              "regularizer.r1": {"grid": [0.0, 0.3]},
-              "model.theta0": {"grid": [round(0.4 * (i + 1), 2) for i in range(5)]}},
-    "resources": {"cpu": 1},
+    "trial": {**DIRAC400["trial"], "train": {**DIRAC400["trial"]["train"], "steps": 300}},
+    "sweep": {**DIRAC400["sweep"], "model.theta0": {"grid": [round(0.4 * (i + 1), 2) for i in range(5)]}},
     "pack": "auto",
 }
 RING32 = {
